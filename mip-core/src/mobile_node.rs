@@ -1,0 +1,1 @@
+//! The mobile node registration client, sans-IO.

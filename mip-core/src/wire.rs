@@ -1,0 +1,1 @@
+//! Wire formats of Mobile IPv4.
