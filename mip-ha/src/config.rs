@@ -1,0 +1,439 @@
+//! The home agent's configuration: a TOML file (unknown fields refused, named
+//! defaults) checked into the plain [`HomeAgentConfig`] the state machine runs on.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
+use serde::Deserialize;
+
+/// RFC 5944 5.7: "the default value [of the timestamp window] is 7 seconds".
+pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 7;
+pub const DEFAULT_MAX_LIFETIME: u16 = 1800;
+pub const DEFAULT_MAX_BINDINGS: usize = 65_536;
+pub const DEFAULT_SIMULTANEOUS_BINDINGS: u8 = 4;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:434";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip-ha.sock";
+/// RFC 5944 5.1 asks for 128-bit keys with the default algorithm.
+pub const MIN_KEY_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("mobile node #{index}: {reason}")]
+    MobileNode { index: usize, reason: String },
+    #[error("foreign agent #{index}: {reason}")]
+    ForeignAgent { index: usize, reason: String },
+    #[error("home_agent.{field}: {reason}")]
+    HomeAgent { field: &'static str, reason: String },
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub home_agent: HomeAgentSection,
+    #[serde(default, rename = "mobile_node")]
+    pub mobile_nodes: Vec<MobileNodeSection>,
+    #[serde(default, rename = "foreign_agent")]
+    pub foreign_agents: Vec<ForeignAgentSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeAgentSection {
+    /// The home agent's unicast address on the home network.
+    pub address: Ipv4Addr,
+    /// Prefix length of the home network (RFC 5944 3.8.1: MUST be configured).
+    pub prefix_len: u8,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Longest lifetime granted, in seconds.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime: u16,
+    /// Timestamp replay window, in seconds.
+    #[serde(default = "default_replay_window")]
+    pub replay_window: u64,
+    /// Most bindings held at once; past it requests get code 130.
+    #[serde(default = "default_max_bindings")]
+    pub max_bindings: usize,
+    /// Most care-of addresses one mobile node may hold with the S bit; 1 means
+    /// simultaneous bindings are not supported (accepted requests then get code 1).
+    #[serde(default = "default_simultaneous")]
+    pub simultaneous_bindings: u8,
+    /// Answer a request whose authenticator is wrong with code 131 (RFC 5944
+    /// 3.8.2.1 a: MAY) instead of dropping it silently.
+    #[serde(default = "default_true")]
+    pub reply_to_failed_authentication: bool,
+    /// Grant the T bit (RFC 3024).
+    #[serde(default = "default_true")]
+    pub reverse_tunnel: bool,
+    /// Grant the M bit (RFC 2004 minimal encapsulation).
+    #[serde(default = "default_true")]
+    pub minimal_encapsulation: bool,
+    /// Grant the G bit (RFC 2784 GRE).
+    #[serde(default = "default_true")]
+    pub gre_encapsulation: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobileNodeSection {
+    pub home_address: Option<Ipv4Addr>,
+    pub nai: Option<String>,
+    /// The mobility security associations this node may use; the first is the one
+    /// replies fall back to.
+    #[serde(rename = "sa")]
+    pub security_associations: Vec<SaSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaSection {
+    pub spi: u32,
+    /// The shared secret, in hex.
+    pub key: String,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: AlgorithmName,
+    #[serde(default = "default_replay")]
+    pub replay: ReplayName,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignAgentSection {
+    pub address: Ipv4Addr,
+    pub spi: u32,
+    pub key: String,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: AlgorithmName,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlgorithmName {
+    HmacMd5,
+    KeyedMd5,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayName {
+    Timestamp,
+    Nonce,
+}
+
+impl From<AlgorithmName> for AuthAlgorithm {
+    fn from(a: AlgorithmName) -> Self {
+        match a {
+            AlgorithmName::HmacMd5 => AuthAlgorithm::HmacMd5,
+            AlgorithmName::KeyedMd5 => AuthAlgorithm::KeyedMd5PrefixSuffix,
+        }
+    }
+}
+
+impl From<ReplayName> for ReplayMethod {
+    fn from(r: ReplayName) -> Self {
+        match r {
+            ReplayName::Timestamp => ReplayMethod::Timestamp,
+            ReplayName::Nonce => ReplayMethod::Nonce,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], mip_core::REGISTRATION_PORT))
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+fn default_max_lifetime() -> u16 {
+    DEFAULT_MAX_LIFETIME
+}
+fn default_replay_window() -> u64 {
+    DEFAULT_REPLAY_WINDOW_SECS
+}
+fn default_max_bindings() -> usize {
+    DEFAULT_MAX_BINDINGS
+}
+fn default_simultaneous() -> u8 {
+    DEFAULT_SIMULTANEOUS_BINDINGS
+}
+fn default_true() -> bool {
+    true
+}
+fn default_algorithm() -> AlgorithmName {
+    AlgorithmName::HmacMd5
+}
+fn default_replay() -> ReplayName {
+    ReplayName::Timestamp
+}
+
+/// A mobile node the home agent serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileNodeEntry {
+    pub home_address: Option<Ipv4Addr>,
+    pub nai: Option<String>,
+    pub security_associations: Vec<SecurityAssociation>,
+}
+
+impl MobileNodeEntry {
+    pub fn sa(&self, spi: u32) -> Option<&SecurityAssociation> {
+        self.security_associations.iter().find(|sa| sa.spi == spi)
+    }
+}
+
+/// A foreign agent the home agent shares a mobility security association with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignAgentEntry {
+    pub address: Ipv4Addr,
+    pub sa: SecurityAssociation,
+}
+
+/// What the state machine runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeAgentConfig {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub max_lifetime: u16,
+    pub replay_window: Duration,
+    pub max_bindings: usize,
+    pub simultaneous_bindings: u8,
+    pub reply_to_failed_authentication: bool,
+    pub reverse_tunnel: bool,
+    pub minimal_encapsulation: bool,
+    pub gre_encapsulation: bool,
+    pub mobile_nodes: Vec<MobileNodeEntry>,
+    pub foreign_agents: Vec<ForeignAgentEntry>,
+}
+
+impl HomeAgentConfig {
+    /// A configuration with the defaults and no mobile node, for tests and tools.
+    pub fn new(address: Ipv4Addr, prefix_len: u8) -> Self {
+        HomeAgentConfig {
+            address,
+            prefix_len,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+            replay_window: Duration::from_secs(DEFAULT_REPLAY_WINDOW_SECS),
+            max_bindings: DEFAULT_MAX_BINDINGS,
+            simultaneous_bindings: DEFAULT_SIMULTANEOUS_BINDINGS,
+            reply_to_failed_authentication: true,
+            reverse_tunnel: true,
+            minimal_encapsulation: true,
+            gre_encapsulation: true,
+            mobile_nodes: Vec::new(),
+            foreign_agents: Vec::new(),
+        }
+    }
+
+    /// The subnet-directed broadcast address of the home network.
+    pub fn home_broadcast(&self) -> Ipv4Addr {
+        let host_bits = 32u32.saturating_sub(u32::from(self.prefix_len));
+        let mask = if host_bits >= 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+        Ipv4Addr::from(u32::from(self.address) | mask)
+    }
+}
+
+/// A parsed and checked configuration file: the state machine's part and the shell's.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub home_agent: HomeAgentConfig,
+    pub listen: SocketAddr,
+    pub control_socket: PathBuf,
+}
+
+fn parse_key(hex_key: &str) -> Result<Vec<u8>, String> {
+    let key = hex::decode(hex_key.trim()).map_err(|e| format!("key is not hex: {e}"))?;
+    if key.len() < MIN_KEY_LEN {
+        return Err(format!(
+            "key is {} bytes; at least {MIN_KEY_LEN} (128 bits) are required",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+impl DaemonConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text)?;
+        Self::check(file)
+    }
+
+    fn check(file: ConfigFile) -> Result<Self, ConfigError> {
+        let ha = &file.home_agent;
+        let bad = |field, reason: &str| ConfigError::HomeAgent { field, reason: reason.to_string() };
+        if ha.prefix_len == 0 || ha.prefix_len > 32 {
+            return Err(bad("prefix_len", "must be between 1 and 32"));
+        }
+        if ha.address.is_unspecified() || ha.address.is_broadcast() || ha.address.is_multicast() {
+            return Err(bad("address", "must be a unicast address"));
+        }
+        if ha.max_lifetime == 0 {
+            return Err(bad("max_lifetime", "must be at least 1 second"));
+        }
+        if ha.replay_window == 0 || ha.replay_window > 3600 {
+            return Err(bad("replay_window", "must be between 1 and 3600 seconds"));
+        }
+        if ha.max_bindings == 0 {
+            return Err(bad("max_bindings", "must be at least 1"));
+        }
+        if ha.simultaneous_bindings == 0 {
+            return Err(bad("simultaneous_bindings", "must be at least 1 (1 = not supported)"));
+        }
+        let mut mobile_nodes = Vec::with_capacity(file.mobile_nodes.len());
+        let mut homes = HashSet::new();
+        let mut nais = HashSet::new();
+        for (index, mn) in file.mobile_nodes.into_iter().enumerate() {
+            let err = |reason: String| ConfigError::MobileNode { index, reason };
+            if mn.home_address.is_none() && mn.nai.is_none() {
+                return Err(err("needs a home_address, an nai, or both".into()));
+            }
+            if let Some(h) = mn.home_address {
+                if h.is_unspecified() || h.is_broadcast() || h.is_multicast() {
+                    return Err(err(format!("home_address {h} is not a unicast address")));
+                }
+                if !homes.insert(h) {
+                    return Err(err(format!("home_address {h} is configured twice")));
+                }
+            }
+            if let Some(n) = &mn.nai {
+                if n.is_empty() || n.len() > 255 {
+                    return Err(err("nai must be 1 to 255 bytes".into()));
+                }
+                if !nais.insert(n.clone()) {
+                    return Err(err(format!("nai {n} is configured twice")));
+                }
+            }
+            if mn.security_associations.is_empty() {
+                return Err(err("needs at least one [[mobile_node.sa]]".into()));
+            }
+            let mut spis = HashSet::new();
+            let mut sas = Vec::new();
+            for sa in mn.security_associations {
+                if sa.spi < 256 {
+                    // RFC 5944 1.6: SPI values 0 through 255 are reserved.
+                    return Err(err(format!("spi {} is reserved (0-255)", sa.spi)));
+                }
+                if !spis.insert(sa.spi) {
+                    return Err(err(format!("spi {} is configured twice", sa.spi)));
+                }
+                let key = parse_key(&sa.key).map_err(|r| err(format!("spi {}: {r}", sa.spi)))?;
+                sas.push(SecurityAssociation {
+                    spi: sa.spi,
+                    algorithm: sa.algorithm.into(),
+                    key,
+                    replay: sa.replay.into(),
+                });
+            }
+            mobile_nodes.push(MobileNodeEntry {
+                home_address: mn.home_address,
+                nai: mn.nai,
+                security_associations: sas,
+            });
+        }
+        let mut foreign_agents = Vec::new();
+        for (index, fa) in file.foreign_agents.into_iter().enumerate() {
+            let err = |reason: String| ConfigError::ForeignAgent { index, reason };
+            if fa.spi < 256 {
+                return Err(err(format!("spi {} is reserved (0-255)", fa.spi)));
+            }
+            let key = parse_key(&fa.key).map_err(err)?;
+            foreign_agents.push(ForeignAgentEntry {
+                address: fa.address,
+                sa: SecurityAssociation {
+                    spi: fa.spi,
+                    algorithm: fa.algorithm.into(),
+                    key,
+                    replay: ReplayMethod::Timestamp,
+                },
+            });
+        }
+        let ha = file.home_agent;
+        Ok(DaemonConfig {
+            listen: ha.listen,
+            control_socket: ha.control_socket,
+            home_agent: HomeAgentConfig {
+                address: ha.address,
+                prefix_len: ha.prefix_len,
+                max_lifetime: ha.max_lifetime,
+                replay_window: Duration::from_secs(ha.replay_window),
+                max_bindings: ha.max_bindings,
+                simultaneous_bindings: ha.simultaneous_bindings,
+                reply_to_failed_authentication: ha.reply_to_failed_authentication,
+                reverse_tunnel: ha.reverse_tunnel,
+                minimal_encapsulation: ha.minimal_encapsulation,
+                gre_encapsulation: ha.gre_encapsulation,
+                mobile_nodes,
+                foreign_agents,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[home_agent]
+address = "198.18.0.1"
+prefix_len = 24
+
+[[mobile_node]]
+home_address = "198.18.0.10"
+[[mobile_node.sa]]
+spi = 256
+key = "000102030405060708090a0b0c0d0e0f"
+"#;
+
+    #[test]
+    fn minimal_config_takes_the_named_defaults() {
+        let c = DaemonConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.home_agent.replay_window, Duration::from_secs(7));
+        assert_eq!(c.home_agent.max_lifetime, DEFAULT_MAX_LIFETIME);
+        assert_eq!(c.listen, default_listen());
+        let sa = &c.home_agent.mobile_nodes[0].security_associations[0];
+        assert_eq!(sa.algorithm, AuthAlgorithm::HmacMd5);
+        assert_eq!(sa.replay, ReplayMethod::Timestamp);
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_name() {
+        let text = MINIMAL.replace("prefix_len = 24", "prefix_len = 24\nmax_lifetme = 5");
+        let e = DaemonConfig::parse(&text).expect_err("typo must be refused").to_string();
+        assert!(e.contains("max_lifetme"), "{e}");
+    }
+
+    #[test]
+    fn short_key_reserved_spi_and_bad_hex_are_refused() {
+        for (from, to, needle) in [
+            ("0c0d0e0f\"", "\"", "at least 16"),
+            ("spi = 256", "spi = 12", "reserved"),
+            ("000102", "zz0102", "not hex"),
+        ] {
+            let e = DaemonConfig::parse(&MINIMAL.replace(from, to)).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn broadcast_address_of_the_home_network() {
+        let c = HomeAgentConfig::new(Ipv4Addr::new(198, 18, 0, 1), 24);
+        assert_eq!(c.home_broadcast(), Ipv4Addr::new(198, 18, 0, 255));
+        let c = HomeAgentConfig::new(Ipv4Addr::new(198, 18, 0, 1), 32);
+        assert_eq!(c.home_broadcast(), Ipv4Addr::new(198, 18, 0, 1));
+    }
+}
