@@ -5,6 +5,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod control;
 pub mod home_agent;
 mod request;
 pub mod stats;

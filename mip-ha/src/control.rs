@@ -1,0 +1,1 @@
+//! The control socket protocol between the mip-ha daemon and ha-admin.
