@@ -474,3 +474,25 @@ fn valid_nodes_are_still_served_after_garbage() {
     assert_eq!(reply(&mut ha, &mn_sa()).1.code, ReplyCode::Accepted);
     assert!(ha.stats().discarded(DiscardReason::Malformed) > 0);
 }
+
+#[test]
+fn s3_8_2_b_bit_is_ignored_not_rejected() {
+    let mut ha = ha();
+    let mut r = repr(t(0), COA1, 300);
+    r.flags = RegistrationFlags::default().with(RegistrationFlags::B);
+    ha.handle_datagram(t(0), from_mn(COA1), &signed(&r, &[], &mn_sa()));
+    assert_eq!(reply(&mut ha, &mn_sa()).1.code, ReplyCode::Accepted);
+}
+
+#[test]
+fn s3_8_2_1a_failed_authentication_with_valid_foreign_home_auth_must_be_answered_131() {
+    let mut c = with_foreign_agent(config());
+    c.reply_to_failed_authentication = false;
+    let mut ha = HomeAgent::new(c, 1);
+    let mut bad = mn_sa();
+    bad.key = b"not the right key".to_vec();
+    let mut bytes = signed(&repr(t(0), FA, 300), &[], &bad);
+    append_auth_extension(&mut bytes, ext_type::FOREIGN_HOME_AUTH, &fa_sa());
+    ha.handle_datagram(t(0), SocketAddrV4::new(FA, 434), &bytes);
+    assert_eq!(reply(&mut ha, &mn_sa()).1.code, ReplyCode::MobileNodeFailedAuthentication);
+}
