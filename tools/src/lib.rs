@@ -1,1 +1,2 @@
 //! Shared helpers of the command-line tools.
+pub mod mn_config;
