@@ -504,14 +504,18 @@ fn reply_signed_with_another_key_is_discarded_and_counted() {
     register(&mut sim);
     sim.drive(t0() + secs(60)).expect("drive");
     // The home agent says 131, but under its own key: 3.6.2.1 says discard silently.
+    // The node acts on none of them; it only reports each so a user sees the mismatch.
     assert_eq!(offsets(&sim, TraceKind::Delivered, HA, MN).len(), 3);
     assert_eq!(mn(&sim).stats().discarded_auth, 3);
+    let unverified = MnEvent::UnauthenticatedReply { claimed: ReplyCode::MobileNodeFailedAuthentication };
     assert_eq!(
         events(&mut sim),
-        vec![MnEvent::GaveUp {
-            attempts: 3,
-            deregistration: false
-        }]
+        vec![
+            unverified.clone(),
+            unverified.clone(),
+            unverified,
+            MnEvent::GaveUp { attempts: 3, deregistration: false }
+        ]
     );
 }
 

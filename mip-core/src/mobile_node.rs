@@ -174,6 +174,9 @@ pub enum MnEvent {
         replay: ReplayMethod,
         clock_offset_micros: i64,
     },
+    /// A reply matched the pending request but its authenticator did not verify: it was
+    /// discarded (RFC 5944 3.6.2.1). Reported so that a user sees a likely key mismatch.
+    UnauthenticatedReply { claimed: ReplyCode },
     /// No acceptable reply after `attempts` requests.
     GaveUp { attempts: u32, deregistration: bool },
     /// The binding's lifetime ran out before a renewal was accepted.
@@ -322,7 +325,11 @@ impl MobileNode {
             Ok(reply) => reply,
             Err(Discard::Malformed) => return self.stats.discarded_malformed += 1,
             Err(Discard::Unmatched) => return self.stats.discarded_unmatched += 1,
-            Err(Discard::Authentication) => return self.stats.discarded_auth += 1,
+            Err(Discard::Authentication { claimed }) => {
+                self.stats.discarded_auth += 1;
+                self.events.push_back(MnEvent::UnauthenticatedReply { claimed });
+                return;
+            }
         };
         let Some(mut p) = self.pending.take() else {
             return;

@@ -239,7 +239,7 @@ impl HomeAgent {
             let ctx = ReplyContext {
                 destination: source,
                 home_address: repr.home_address,
-                home_agent: repr.home_agent,
+                home_agent: self.reply_home_agent(repr.home_agent),
                 identification: repr.identification,
                 mobile_sa: &sa,
                 foreign_sa: foreign_sa.as_ref(),

@@ -4,7 +4,7 @@ use core::net::Ipv4Addr;
 
 use crate::auth::{self, SecurityAssociation};
 use crate::replay;
-use crate::wire::{
+use crate::wire::{ReplyCode, 
     ext_type, is_skippable, Extension, RegistrationFlags, RegistrationReply, RegistrationReplyRepr,
     RegistrationRequestRepr, WireError,
 };
@@ -62,8 +62,10 @@ pub(super) enum Discard {
     Malformed,
     /// No request is pending, or the home address or identification does not match it.
     Unmatched,
-    /// A Mobile-Home Authentication Extension is missing, repeated, of another SPI, or wrong.
-    Authentication,
+    /// A Mobile-Home Authentication Extension is missing, repeated, of another SPI, or
+    /// wrong. The code it claimed is kept only to tell the user (a 131 we cannot verify
+    /// usually means our key is wrong); nothing acts on it.
+    Authentication { claimed: ReplyCode },
 }
 
 /// A reply that passed every validity check.
@@ -132,6 +134,6 @@ pub(super) fn check_reply(
                 authenticated: true,
             })
         }
-        _ => Err(Discard::Authentication),
+        _ => Err(Discard::Authentication { claimed: repr.code }),
     }
 }

@@ -113,6 +113,11 @@ struct Common {
     /// Print each outcome as one JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Send requests to this address and port instead of the home agent's own (a home
+    /// agent listening on loopback for a lab, or behind a port mapping); the requests'
+    /// Home Agent field still carries --home-agent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    via: Option<SocketAddrV4>,
 }
 
 /// What an event means for the run.
@@ -150,9 +155,10 @@ async fn run(cli: Cli) -> ExitCode {
         } => (common, Mode::StayUp(duration.map(Duration::from_secs))),
         Command::Deregister { common } => (common, Mode::Deregister),
     };
+    let send_to = common.via.unwrap_or(common.home_agent);
     let care_of = match common.care_of {
         Some(a) => a,
-        None => match local_address_towards(common.bind, common.home_agent) {
+        None => match local_address_towards(common.bind, send_to) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!(
@@ -202,6 +208,8 @@ async fn run(cli: Cli) -> ExitCode {
         home_agent: common.home_agent,
         json: common.json,
         timeout: common.timeout.map(Duration::from_secs),
+        unauthenticated: None,
+        send_to,
     };
     shell.run(mode).await
 }
@@ -219,6 +227,10 @@ struct Shell {
     home_agent: SocketAddrV4,
     json: bool,
     timeout: Option<Duration>,
+    /// The code of the last reply we had to discard for its authenticator.
+    unauthenticated: Option<ReplyCode>,
+    /// Where requests go: the home agent, or `--via`.
+    send_to: SocketAddrV4,
 }
 
 fn now() -> Time {
@@ -304,7 +316,7 @@ impl Shell {
             // elsewhere, so send to the configured socket address instead.
             let to = if t.destination == SocketAddrV4::new(*self.home_agent.ip(), REGISTRATION_PORT)
             {
-                self.home_agent
+                self.send_to
             } else {
                 t.destination
             };
@@ -343,8 +355,21 @@ impl Shell {
         result
     }
 
-    fn print_event(&self, ev: &MnEvent) -> Outcome {
-        let (text, value, outcome) = describe(ev);
+    fn print_event(&mut self, ev: &MnEvent) -> Outcome {
+        let (mut text, mut value, mut outcome) = describe(ev);
+        match ev {
+            MnEvent::UnauthenticatedReply { claimed } => self.unauthenticated = Some(*claimed),
+            MnEvent::GaveUp { .. } if self.unauthenticated == Some(ReplyCode::MobileNodeFailedAuthentication) => {
+                // Every answer was a 131 we could not verify: the home agent holds another
+                // key or SPI for us. Say so instead of "no reply".
+                text = format!("denied: code 131 ({}); the replies could not be authenticated either: check --spi and --key",
+                    ReplyCode::MobileNodeFailedAuthentication.description());
+                value = json!({ "event": "denied", "code": 131, "authenticated": false,
+                    "description": ReplyCode::MobileNodeFailedAuthentication.description() });
+                outcome = Outcome::Denied;
+            }
+            _ => {}
+        }
         if self.json {
             println!("{value}");
         } else if matches!(outcome, Outcome::Failed) {
@@ -421,6 +446,14 @@ fn describe(ev: &MnEvent) -> (String, serde_json::Value, Outcome) {
             let value = json!({ "event": "denied", "deregistration": deregistration,
                 "code": n, "code_name": name, "description": desc });
             (text, value, Outcome::Denied)
+        }
+        MnEvent::UnauthenticatedReply { claimed } => {
+            let text = format!(
+                "discarded a reply with code {} ({}): its authenticator does not verify (RFC 5944 3.6.2.1)",
+                u8::from(*claimed), claimed.description()
+            );
+            let value = json!({ "event": "unauthenticated_reply", "code": u8::from(*claimed) });
+            (text, value, Outcome::Note)
         }
         MnEvent::GaveUp {
             attempts,
