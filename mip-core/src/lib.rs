@@ -5,7 +5,9 @@
 //! shells around it.
 
 pub mod auth;
+pub mod dataplane;
 pub mod mobile_node;
+pub mod movement;
 pub mod replay;
 pub mod time;
 pub mod wire;

@@ -256,6 +256,9 @@ pub struct MobileNode {
     pending: Option<Pending>,
     binding: Option<Binding>,
     refresh_at: Option<Time>,
+    /// A foreign agent that relays our requests (RFC 5944 3.6.1.1), or `None` to send
+    /// them to the home agent.
+    relay: Option<Ipv4Addr>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MnEvent>,
     stats: MnStats,
@@ -276,6 +279,7 @@ impl MobileNode {
             pending: None,
             binding: None,
             refresh_at: None,
+            relay: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: MnStats::default(),
@@ -299,10 +303,31 @@ impl MobileNode {
     pub fn move_to(&mut self, now: Time, care_of: Ipv4Addr) {
         self.cfg.care_of_address = care_of;
         if care_of == self.home_address {
+            // At home the node deregisters directly with its home agent (3.6.1.2).
+            self.relay = None;
             self.deregister(now);
         } else {
             self.register(now);
         }
+    }
+
+    /// A move through a foreign agent: requests go to `agent` (the IP source of its
+    /// advertisement, RFC 5944 3.6.1.1) and register its `care_of` address. `None`
+    /// registers directly with the home agent (co-located care-of address, or at home).
+    pub fn move_via(&mut self, now: Time, agent: Option<Ipv4Addr>, care_of: Ipv4Addr) {
+        self.relay = agent;
+        self.move_to(now, care_of);
+    }
+
+    /// Where requests are sent: the relaying foreign agent, or `None` for the home agent.
+    pub fn relay(&self) -> Option<Ipv4Addr> {
+        self.relay
+    }
+
+    /// Replaces the flags of the following requests (e.g. D for a co-located care-of
+    /// address, T only where the foreign agent offers reverse tunnelling).
+    pub fn set_flags(&mut self, flags: RegistrationFlags) {
+        self.cfg.flags = flags;
     }
 
     pub fn handle_datagram(&mut self, now: Time, source: SocketAddrV4, payload: &[u8]) {
@@ -548,7 +573,10 @@ impl MobileNode {
         self.last_request_at = Some(now);
         self.stats.requests_sent += 1;
         self.transmits.push_back(Transmit {
-            destination: SocketAddrV4::new(self.cfg.home_agent, REGISTRATION_PORT),
+            destination: SocketAddrV4::new(
+                self.relay.unwrap_or(self.cfg.home_agent),
+                REGISTRATION_PORT,
+            ),
             payload: p.payload.clone(),
         });
         true

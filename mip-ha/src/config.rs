@@ -9,6 +9,8 @@ use std::time::Duration;
 use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
 use serde::Deserialize;
 
+use crate::dataplane::DataplaneConfig;
+
 /// RFC 5944 5.7: "the default value [of the timestamp window] is 7 seconds".
 pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 7;
 pub const DEFAULT_MAX_LIFETIME: u16 = 1800;
@@ -18,6 +20,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:434";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip-ha.sock";
 /// RFC 5944 5.1 asks for 128-bit keys with the default algorithm.
 pub const MIN_KEY_LEN: usize = 16;
+/// RFC 791: every host must accept 576-byte datagrams.
+pub const MIN_TUNNEL_MTU: u16 = 576;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,6 +85,16 @@ pub struct HomeAgentSection {
     /// Grant the G bit (RFC 2784 GRE).
     #[serde(default = "default_true")]
     pub gre_encapsulation: bool,
+    /// The interface on the home link. When set, the daemon runs the data plane there:
+    /// proxy and gratuitous ARP, interception and tunnelling (needs CAP_NET_RAW).
+    #[serde(default)]
+    pub home_interface: Option<String>,
+    /// Largest packet sent into a tunnel, outer header included (RFC 2003 5.1).
+    #[serde(default = "default_tunnel_mtu")]
+    pub tunnel_mtu: u16,
+    /// Gratuitous ARPs sent per announcement (RFC 5944 4.6).
+    #[serde(default = "default_gratuitous_arp_count")]
+    pub gratuitous_arp_count: u8,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +180,12 @@ fn default_max_bindings() -> usize {
 fn default_simultaneous() -> u8 {
     DEFAULT_SIMULTANEOUS_BINDINGS
 }
+fn default_tunnel_mtu() -> u16 {
+    crate::dataplane::DEFAULT_TUNNEL_MTU
+}
+fn default_gratuitous_arp_count() -> u8 {
+    crate::dataplane::DEFAULT_GRATUITOUS_ARP_COUNT
+}
 fn default_true() -> bool {
     true
 }
@@ -247,6 +267,8 @@ pub struct DaemonConfig {
     pub home_agent: HomeAgentConfig,
     pub listen: SocketAddr,
     pub control_socket: PathBuf,
+    /// Present when `home_interface` is set.
+    pub dataplane: Option<DataplaneConfig>,
 }
 
 fn parse_key(hex_key: &str) -> Result<Vec<u8>, String> {
@@ -289,6 +311,17 @@ impl DaemonConfig {
         }
         if ha.max_bindings == 0 {
             return Err(bad("max_bindings", "must be at least 1"));
+        }
+        if ha.tunnel_mtu < MIN_TUNNEL_MTU {
+            return Err(bad("tunnel_mtu", "must be at least 576 (RFC 791)"));
+        }
+        if !(1..=10).contains(&ha.gratuitous_arp_count) {
+            return Err(bad("gratuitous_arp_count", "must be between 1 and 10"));
+        }
+        if let Some(i) = &ha.home_interface {
+            if i.is_empty() || i.len() > 15 || i.contains(['/', ' ']) {
+                return Err(bad("home_interface", "is not an interface name"));
+            }
         }
         if ha.simultaneous_bindings == 0 {
             return Err(bad("simultaneous_bindings", "must be at least 1 (1 = not supported)"));
@@ -365,6 +398,11 @@ impl DaemonConfig {
         Ok(DaemonConfig {
             listen: ha.listen,
             control_socket: ha.control_socket,
+            dataplane: ha.home_interface.map(|interface| DataplaneConfig {
+                interface,
+                tunnel_mtu: ha.tunnel_mtu,
+                gratuitous_arp_count: ha.gratuitous_arp_count,
+            }),
             home_agent: HomeAgentConfig {
                 address: ha.address,
                 prefix_len: ha.prefix_len,
@@ -425,6 +463,29 @@ key = "000102030405060708090a0b0c0d0e0f"
             ("000102", "zz0102", "not hex"),
         ] {
             let e = DaemonConfig::parse(&MINIMAL.replace(from, to)).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn data_plane_keys() {
+        let c = DaemonConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.dataplane, None);
+        let text = MINIMAL.replace("prefix_len = 24", "prefix_len = 24\nhome_interface = \"eth0\"");
+        let c = DaemonConfig::parse(&text).expect("valid");
+        assert_eq!(
+            c.dataplane,
+            Some(DataplaneConfig { interface: "eth0".into(), tunnel_mtu: 1500, gratuitous_arp_count: 3 })
+        );
+        let text = text.replace("eth0\"", "eth0\"\ntunnel_mtu = 1400\ngratuitous_arp_count = 1");
+        let d = DaemonConfig::parse(&text).expect("valid").dataplane.expect("on");
+        assert_eq!((d.tunnel_mtu, d.gratuitous_arp_count), (1400, 1));
+        for (from, to, needle) in [
+            ("tunnel_mtu = 1400", "tunnel_mtu = 500", "tunnel_mtu"),
+            ("gratuitous_arp_count = 1", "gratuitous_arp_count = 0", "gratuitous_arp_count"),
+            ("\"eth0\"", "\"a/b\"", "home_interface"),
+        ] {
+            let e = DaemonConfig::parse(&text.replace(from, to)).expect_err(needle).to_string();
             assert!(e.contains(needle), "{e}");
         }
     }

@@ -13,8 +13,24 @@ use mip_core::time::Time;
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::BindingSnapshot;
+use crate::dataplane::{DataplaneReport, TrafficCounters};
 use crate::home_agent::HomeAgent;
 use crate::stats::HaStats;
+
+/// What the control socket reads from a running data plane.
+pub trait DataplaneView {
+    fn traffic(&self, home: Ipv4Addr, care_of: Ipv4Addr) -> Option<TrafficCounters>;
+    fn report(&self) -> DataplaneReport;
+}
+
+impl DataplaneView for crate::dataplane::Dataplane {
+    fn traffic(&self, home: Ipv4Addr, care_of: Ipv4Addr) -> Option<TrafficCounters> {
+        crate::dataplane::Dataplane::traffic(self, home, care_of)
+    }
+    fn report(&self) -> DataplaneReport {
+        crate::dataplane::Dataplane::report(self)
+    }
+}
 
 /// Longest request line accepted, newline excluded. Real requests are < 100 bytes.
 pub const MAX_REQUEST_LEN: usize = 4096;
@@ -82,6 +98,9 @@ pub struct BindingInfo {
     pub tunnel: String,
     pub reverse_tunnel: bool,
     pub request_source: SocketAddrV4,
+    /// Packets and bytes through the tunnel, when the data plane runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficCounters>,
 }
 
 impl From<BindingSnapshot> for BindingInfo {
@@ -97,6 +116,7 @@ impl From<BindingSnapshot> for BindingInfo {
             tunnel: serde_name(&b.tunnel),
             reverse_tunnel: b.reverse_tunnel,
             request_source: b.request_source,
+            traffic: None,
         }
     }
 }
@@ -122,6 +142,9 @@ pub struct StatsReport {
     pub denied: BTreeMap<u8, u64>,
     /// Silent drops by reason (`malformed`, `unknown_extension`, ...).
     pub discarded: BTreeMap<String, u64>,
+    /// The data plane's counters, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<Box<DataplaneReport>>,
 }
 
 impl StatsReport {
@@ -141,6 +164,7 @@ impl StatsReport {
             bindings_revoked: stats.bindings_revoked,
             denied: stats.denied.clone(),
             discarded: stats.discarded.iter().map(|(r, n)| (serde_name(r), *n)).collect(),
+            dataplane: None,
         }
     }
 
@@ -247,6 +271,29 @@ pub fn execute(ha: &mut HomeAgent, now: Time, req: ControlRequest) -> ControlRes
             ControlResponse::ok(ControlOk::Stats(StatsReport::new(ha.stats(), current)))
         }
     }
+}
+
+/// [`execute`], with the data plane's counters added to bindings and stats.
+pub fn execute_with(
+    ha: &mut HomeAgent,
+    dataplane: Option<&dyn DataplaneView>,
+    now: Time,
+    req: ControlRequest,
+) -> ControlResponse {
+    let mut resp = execute(ha, now, req);
+    let Some(dp) = dataplane else { return resp };
+    let fill = |list: &mut Vec<BindingInfo>| {
+        for b in list {
+            b.traffic = Some(dp.traffic(b.home_address, b.care_of_address).unwrap_or_default());
+        }
+    };
+    match &mut resp {
+        ControlResponse::Ok(ControlOk::Bindings(list)) => fill(list),
+        ControlResponse::Ok(ControlOk::Binding { bindings, .. }) => fill(bindings),
+        ControlResponse::Ok(ControlOk::Stats(report)) => report.dataplane = Some(Box::new(dp.report())),
+        _ => {}
+    }
+    resp
 }
 
 /// Parses and carries out one request line: what the daemon does per line.
@@ -412,6 +459,37 @@ mod tests {
             );
         }
         assert_eq!(ha.binding_count(), 1);
+    }
+
+    struct FakeDataplane;
+
+    impl DataplaneView for FakeDataplane {
+        fn traffic(&self, home: Ipv4Addr, _: Ipv4Addr) -> Option<TrafficCounters> {
+            (home == HOME).then_some(TrafficCounters { packets_out: 3, bytes_out: 300, packets_in: 1, bytes_in: 90 })
+        }
+        fn report(&self) -> DataplaneReport {
+            let mut r = DataplaneReport { intercepted: 3, ..DataplaneReport::default() };
+            r.dropped.insert("unregistered_care_of".into(), 2);
+            r
+        }
+    }
+
+    #[test]
+    fn data_plane_counters_ride_along_and_round_trip() {
+        let mut ha = ha_with_binding();
+        let resp = execute_with(&mut ha, Some(&FakeDataplane), now(), ControlRequest::BindingShow { home: HOME });
+        let ControlResponse::Ok(ControlOk::Binding { bindings, .. }) = &resp else { panic!("{resp:?}") };
+        assert_eq!(bindings[0].traffic.map(|t| (t.packets_out, t.bytes_in)), Some((3, 90)));
+        let back: ControlResponse = serde_json::from_str(&resp.to_line()).unwrap();
+        assert_eq!(back, resp);
+        let resp = execute_with(&mut ha, Some(&FakeDataplane), now(), ControlRequest::Stats);
+        let ControlResponse::Ok(ControlOk::Stats(s)) = &resp else { panic!("{resp:?}") };
+        assert_eq!(s.dataplane.as_ref().map(|d| d.dropped("unregistered_care_of")), Some(2));
+        let back: ControlResponse = serde_json::from_str(&resp.to_line()).unwrap();
+        assert_eq!(back, resp);
+        // Without a data plane, nothing of it is shown.
+        let line = execute(&mut ha, now(), ControlRequest::BindingList).to_line();
+        assert!(!line.contains("traffic"), "{line}");
     }
 
     #[test]

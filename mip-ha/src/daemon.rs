@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, DaemonConfig};
 use crate::control::{self, ControlRequest, ControlResponse, ErrorKind, MAX_REQUEST_LEN};
+use crate::dataplane::Dataplane;
 use crate::home_agent::{HaEvent, HomeAgent};
 
 /// Datagrams read per wake-up before the loop looks at its timer and control socket.
@@ -81,6 +82,8 @@ pub enum DaemonError {
     ControlInUse(PathBuf),
     #[error("control socket {0} exists and is not a socket; refusing to remove it")]
     ControlNotSocket(PathBuf),
+    #[error("data plane: {0}")]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
     #[error("runtime: {0}")]
     Runtime(#[from] io::Error),
 }
@@ -105,7 +108,7 @@ pub fn summary(config: &DaemonConfig) -> String {
     let ha = &config.home_agent;
     format!(
         "configuration ok: home agent {}/{}, listen {}, control {}, {} mobile node(s), \
-         {} foreign agent(s), max lifetime {} s, replay window {} s",
+         {} foreign agent(s), max lifetime {} s, replay window {} s, data plane {}",
         ha.address,
         ha.prefix_len,
         config.listen,
@@ -114,6 +117,10 @@ pub fn summary(config: &DaemonConfig) -> String {
         ha.foreign_agents.len(),
         ha.max_lifetime,
         ha.replay_window.as_secs(),
+        config.dataplane.as_ref().map_or_else(
+            || "off".to_string(),
+            |d| format!("on {} (tunnel MTU {})", d.interface, d.tunnel_mtu)
+        ),
     )
 }
 
@@ -219,6 +226,14 @@ pub async fn run_until(
         mobile_nodes = config.home_agent.mobile_nodes.len(),
         "mip-ha serving"
     );
+    // The data plane first: a home interface that cannot be opened is a start-up error.
+    let dataplane = match &config.dataplane {
+        Some(dp) => {
+            let homes = config.home_agent.mobile_nodes.iter().filter_map(|m| m.home_address);
+            Some(Dataplane::start(dp, ha_address, homes)?)
+        }
+        None => None,
+    };
     // Nonces must be unguessable (RFC 5944 5.7.2): seed from the OS.
     let mut ha = HomeAgent::with_rng(config.home_agent, StdRng::from_entropy());
     let (jobs_tx, mut jobs_rx) = mpsc::channel::<ControlJob>(64);
@@ -239,7 +254,8 @@ pub async fn run_until(
                 drain_udp(&udp, &mut ha, ha_address, &mut buf, &mut cmsg);
             }
             Some((req, reply)) = jobs_rx.recv() => {
-                let resp = control::execute(&mut ha, now(), req);
+                let view = dataplane.as_ref().map(|d| d as &dyn control::DataplaneView);
+                let resp = control::execute_with(&mut ha, view, now(), req);
                 // The connection may have gone; nothing to do then.
                 let _ = reply.send(resp);
             }
@@ -259,8 +275,9 @@ pub async fn run_until(
             },
             () = sleep_until_opt(deadline) => ha.handle_timeout(now()),
         }
-        flush(&udp, &mut ha).await;
+        flush(&udp, &mut ha, dataplane.as_ref()).await;
     }
+    drop(dataplane);
     drop(guard);
     info!("mip-ha stopped");
     Ok(())
@@ -273,18 +290,24 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Sends what the home agent wants sent and logs its events.
-async fn flush(udp: &UdpSocket, ha: &mut HomeAgent) {
-    while let Some(tx) = ha.poll_transmit() {
-        if let Err(e) = udp.send_to(&tx.payload, SocketAddr::V4(tx.destination)).await {
-            warn!(destination = %tx.destination, "cannot send reply: {e}");
-        }
-    }
+/// Sends what the home agent wants sent, hands its events to the data plane and logs
+/// them.
+async fn flush(udp: &UdpSocket, ha: &mut HomeAgent, dataplane: Option<&Dataplane>) {
+    // Events first: the data plane must tunnel to a new care-of address before the
+    // reply tells the node it may use it.
     while let Some(event) = ha.poll_event() {
+        if let Some(dp) = dataplane {
+            dp.apply(&event);
+        }
         let json = serde_json::to_string(&event).unwrap_or_default();
         match event {
             HaEvent::BindingRefreshed { .. } => debug!(event = %json, "home agent event"),
             _ => info!(event = %json, "home agent event"),
+        }
+    }
+    while let Some(tx) = ha.poll_transmit() {
+        if let Err(e) = udp.send_to(&tx.payload, SocketAddr::V4(tx.destination)).await {
+            warn!(destination = %tx.destination, "cannot send reply: {e}");
         }
     }
 }

@@ -37,7 +37,14 @@ pub enum HaEvent {
         /// The mobile node had no binding before: it just left home (RFC 5944 4.6).
         first_for_home: bool,
     },
-    BindingRefreshed { home_address: Ipv4Addr, care_of_address: Ipv4Addr, lifetime: u16 },
+    /// A binding renewed; the tunnel and T may change with the new request's flags.
+    BindingRefreshed {
+        home_address: Ipv4Addr,
+        care_of_address: Ipv4Addr,
+        lifetime: u16,
+        tunnel: TunnelKind,
+        reverse_tunnel: bool,
+    },
     BindingRemoved {
         home_address: Ipv4Addr,
         care_of_address: Ipv4Addr,
@@ -475,7 +482,13 @@ impl HomeAgent {
             }
         } else {
             debug!(%home, %coa, lifetime = granted, "binding refreshed");
-            HaEvent::BindingRefreshed { home_address: home, care_of_address: coa, lifetime: granted }
+            HaEvent::BindingRefreshed {
+                home_address: home,
+                care_of_address: coa,
+                lifetime: granted,
+                tunnel: TunnelKind::from_flags(repr.flags),
+                reverse_tunnel: repr.flags.contains(RegistrationFlags::T),
+            }
         };
         self.events.push_back(event);
         Ok(granted)

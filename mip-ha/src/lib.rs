@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dataplane;
 pub mod home_agent;
 mod request;
 pub mod stats;

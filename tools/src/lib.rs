@@ -1,2 +1,4 @@
 //! Shared helpers of the command-line tools.
+pub mod mn;
 pub mod mn_config;
+pub mod lab;

@@ -618,3 +618,27 @@ fn config_validation_names_the_problem() {
     ));
     assert_eq!(mn.state(), MnState::Idle);
 }
+
+#[test]
+fn move_via_foreign_agent_sends_to_it_and_home_goes_direct() {
+    let fa = Ipv4Addr::new(198, 18, 1, 1);
+    let mut mn = node(ReplayMethod::Timestamp);
+    mn.set_flags(RegistrationFlags::default().with(RegistrationFlags::T));
+    mn.move_via(t0(), Some(fa), fa);
+    assert_eq!(mn.relay(), Some(fa));
+    let t = mn.poll_transmit().expect("a request");
+    assert_eq!(t.destination, SocketAddrV4::new(fa, 434), "3.6.1.1: to the agent");
+    let view = RegistrationRequest::new_checked(&t.payload[..]).expect("well-formed");
+    let req = RegistrationRequestRepr::parse(&view).expect("parses");
+    assert_eq!((req.care_of_address, req.home_agent), (fa, HA));
+    assert!(req.flags.contains(RegistrationFlags::T));
+    // The reply comes back through the agent.
+    mn.handle_datagram(t0(), SocketAddrV4::new(fa, 434), &reply(&req, ReplyCode::Accepted, 300));
+    assert!(matches!(events(&mut mn).as_slice(), [MnEvent::Registered { .. }]));
+
+    // Returning home: deregistration straight to the home agent.
+    mn.move_to(t0() + secs(5), HOME);
+    assert_eq!(mn.relay(), None);
+    let (home, _) = take_request(&mut mn);
+    assert_eq!((home.lifetime, home.care_of_address), (0, HOME));
+}

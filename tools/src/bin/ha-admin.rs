@@ -176,22 +176,34 @@ fn bindings_table(bindings: &[BindingInfo]) -> String {
     if bindings.is_empty() {
         return "no bindings".into();
     }
-    let header = ["HOME", "CARE-OF", "LIFETIME", "TUNNEL", "FLAGS", "NAI"].map(String::from);
-    let rows: Vec<[String; 6]> = bindings
+    // Traffic columns only when the daemon runs a data plane.
+    let traffic = bindings.iter().any(|b| b.traffic.is_some());
+    let mut header: Vec<String> =
+        ["HOME", "CARE-OF", "LIFETIME", "TUNNEL", "FLAGS"].iter().map(|h| h.to_string()).collect();
+    if traffic {
+        header.extend(["PKTS-OUT", "BYTES-OUT", "PKTS-IN", "BYTES-IN"].map(String::from));
+    }
+    header.push("NAI".into());
+    let rows: Vec<Vec<String>> = bindings
         .iter()
         .map(|b| {
             let tunnel = if b.reverse_tunnel { format!("{}+reverse", b.tunnel) } else { b.tunnel.clone() };
-            [
+            let mut row = vec![
                 b.home_address.to_string(),
                 b.care_of_address.to_string(),
                 format!("{}/{}s", b.lifetime_remaining, b.lifetime_granted),
                 tunnel,
                 b.flags.clone(),
-                b.nai.clone().unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if traffic {
+                let t = b.traffic.unwrap_or_default();
+                row.extend([t.packets_out, t.bytes_out, t.packets_in, t.bytes_in].map(|n| n.to_string()));
+            }
+            row.push(b.nai.clone().unwrap_or_else(|| "-".into()));
+            row
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.len());
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -199,7 +211,7 @@ fn bindings_table(bindings: &[BindingInfo]) -> String {
     }
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
@@ -240,6 +252,36 @@ fn stats_text(s: &StatsReport) -> String {
             out.push_str(&format!("  {:<28} {n:>10}\n", reason.replace('_', " ")));
         }
     }
+    if let Some(d) = &s.dataplane {
+        out.push_str("\ndata plane:\n");
+        let counters = [
+            ("frames seen", d.frames),
+            ("ARP requests", d.arp_requests),
+            ("proxy ARP replies", d.proxy_arp_replies),
+            ("gratuitous ARPs", d.gratuitous_arps),
+            ("MACs learnt", d.macs_learned),
+            ("intercepted", d.intercepted),
+            ("tunnelled packets", d.tunnelled_packets),
+            ("tunnelled bytes", d.tunnelled_bytes),
+            ("fragmented", d.fragmented),
+            ("ICMP frag. needed sent", d.icmp_fragmentation_needed),
+            ("ICMP time exceeded sent", d.icmp_time_exceeded),
+            ("reverse-tunnel packets", d.reverse_packets),
+            ("reverse-tunnel bytes", d.reverse_bytes),
+            ("TCP super-packets cut", d.segmented),
+            ("checksums completed", d.checksums_completed),
+            ("dropped", d.total_dropped()),
+        ];
+        for (name, n) in counters {
+            out.push_str(&format!("  {name:<26} {n:>10}\n"));
+        }
+        if !d.dropped.is_empty() {
+            out.push_str("\ndata plane drops by reason:\n");
+            for (reason, n) in &d.dropped {
+                out.push_str(&format!("  {:<28} {n:>10}\n", reason.replace('_', " ")));
+            }
+        }
+    }
     out
 }
 
@@ -247,6 +289,7 @@ fn stats_text(s: &StatsReport) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use mip_ha::dataplane::{DataplaneReport, TrafficCounters};
 
     fn binding(home: [u8; 4], nai: Option<&str>) -> BindingInfo {
         BindingInfo {
@@ -260,7 +303,22 @@ mod tests {
             tunnel: "gre".into(),
             reverse_tunnel: true,
             request_source: "198.19.1.10:434".parse().unwrap(),
+            traffic: None,
         }
+    }
+
+    #[test]
+    fn traffic_columns_and_data_plane_stats_when_present() {
+        let mut b = binding([198, 18, 0, 10], None);
+        b.traffic = Some(TrafficCounters { packets_out: 12, bytes_out: 3456, packets_in: 7, bytes_in: 890 });
+        let text = render(&Output::Bindings(vec![b]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("PKTS-OUT") && lines[0].contains("BYTES-IN"), "{text}");
+        assert!(lines[1].contains(" 12 ") && lines[1].contains(" 3456 ") && lines[1].contains(" 890 "), "{text}");
+        let mut d = DataplaneReport { intercepted: 5, ..DataplaneReport::default() };
+        d.dropped.insert("unregistered_care_of".into(), 2);
+        let text = render(&Output::Stats(StatsReport { dataplane: Some(Box::new(d)), ..StatsReport::default() }));
+        assert!(text.contains("data plane:") && text.contains("unregistered care of"), "{text}");
     }
 
     #[test]

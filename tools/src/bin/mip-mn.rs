@@ -5,8 +5,11 @@
 //!
 //! Exit codes: 0 accepted (or deregistered), 1 denied (code and description printed),
 //! 2 usage or configuration error, 3 no reply (gave up or `--timeout`), 4 local I/O error.
+//!
+//! `mip-mn run --config FILE` is the mobile node daemon instead (tools::mn::daemon).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +21,7 @@ use mip_core::wire::ReplyCode;
 use mip_core::REGISTRATION_PORT;
 use serde_json::json;
 use tokio::net::UdpSocket;
+use tools::mn::config::MnDaemonConfig;
 use tools::mn_config::{build_config, parse_home_agent, parse_key, parse_spi, KeyBytes, MnOptions};
 
 const EXIT_DENIED: u8 = 1;
@@ -55,6 +59,19 @@ enum Command {
     Deregister {
         #[command(flatten)]
         common: Common,
+    },
+    /// Run the mobile node daemon: movement detection, registration, the TUN device mip0
+    /// and the co-located data plane (needs root in the node's network namespace).
+    Run {
+        /// TOML configuration (see config/mn.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Write the JSON status here (overrides daemon.status_file).
+        #[arg(long, value_name = "FILE")]
+        status_file: Option<PathBuf>,
+        /// Check the configuration and exit.
+        #[arg(long)]
+        validate: bool,
     },
 }
 
@@ -132,6 +149,14 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run {
+        config,
+        status_file,
+        validate,
+    } = &cli.command
+    {
+        return run_daemon(config, status_file.clone(), *validate);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,6 +179,7 @@ async fn run(cli: Cli) -> ExitCode {
             common, duration, ..
         } => (common, Mode::StayUp(duration.map(Duration::from_secs))),
         Command::Deregister { common } => (common, Mode::Deregister),
+        Command::Run { .. } => return ExitCode::from(EXIT_USAGE),
     };
     let send_to = common.via.unwrap_or(common.home_agent);
     let care_of = match common.care_of {
@@ -212,6 +238,50 @@ async fn run(cli: Cli) -> ExitCode {
         send_to,
     };
     shell.run(mode).await
+}
+
+/// `mip-mn run`: exit 0 when stopped by a signal, 2 for a bad configuration, 4 when a
+/// socket, the TUN device or the network configuration cannot be set up.
+fn run_daemon(config: &Path, status_file: Option<PathBuf>, validate: bool) -> ExitCode {
+    let mut cfg = match MnDaemonConfig::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("mip-mn: {}: {e}", config.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if validate {
+        println!("{}: ok", config.display());
+        return ExitCode::SUCCESS;
+    }
+    if status_file.is_some() {
+        cfg.status_file = status_file;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mip-mn: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_IO);
+        }
+    };
+    match runtime.block_on(tools::mn::daemon::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_IO)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -359,7 +429,9 @@ impl Shell {
         let (mut text, mut value, mut outcome) = describe(ev);
         match ev {
             MnEvent::UnauthenticatedReply { claimed } => self.unauthenticated = Some(*claimed),
-            MnEvent::GaveUp { .. } if self.unauthenticated == Some(ReplyCode::MobileNodeFailedAuthentication) => {
+            MnEvent::GaveUp { .. }
+                if self.unauthenticated == Some(ReplyCode::MobileNodeFailedAuthentication) =>
+            {
                 // Every answer was a 131 we could not verify: the home agent holds another
                 // key or SPI for us. Say so instead of "no reply".
                 text = format!("denied: code 131 ({}); the replies could not be authenticated either: check --spi and --key",
