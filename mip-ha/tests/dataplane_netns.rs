@@ -337,3 +337,32 @@ fn tcp_stream_through_the_tunnel_survives_segmentation_offload() {
     eprintln!("super-packets cut: {}, checksums completed: {}", d.segmented, d.checksums_completed);
     assert_eq!(d.total_dropped(), 0, "{:?}", d.dropped);
 }
+
+/// RFC 2003 5.1: a router inside the tunnel (here the router towards the care-of
+/// address, MTU 1400) reports Datagram Too Big to the home agent; the next packet that
+/// does not fit gets an ICMP 3/4 from the home agent with that MTU less 20.
+#[test]
+fn tunnel_mtu_is_learnt_from_icmp_inside_the_tunnel() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("p");
+    lab.start_ha("gratuitous_arp_count = 1");
+    for (ns, dev) in [(&lab.rtr, "eth-f1"), (&lab.coa, "eth0")] {
+        let ok = std::process::Command::new("ip").args(["-n", ns, "link", "set", dev, "mtu", "1400"]).status().unwrap();
+        assert!(ok.success());
+    }
+    assert_eq!(lab.register(RegistrationFlags::default(), 600), 0);
+    let (icmp, tx) = lab.in_ns(&lab.rtr, || (raw_socket(1), raw_socket(255)));
+    // 1428 bytes: fits the configured tunnel MTU (1500) but not the path (1400).
+    let pkt = udp_packet(RTR_HOME, HOME, 9, true, &[0x33; 1400]);
+    send_raw(&tx, HOME, &pkt);
+    wait_for("the tunnel MTU learnt", || (lab.stats().dataplane?.tunnel_mtu_updates >= 1).then_some(()));
+    send_raw(&tx, HOME, &pkt);
+    let mtu = recv_until(&icmp, "ICMP 3/4 from the home agent", |p| {
+        let i = ipv4::parse(p).ok()?;
+        let m = &p[i.header_len..];
+        (i.src == HA && m.first() == Some(&3) && m.get(1) == Some(&4)).then(|| u16::from_be_bytes([m[6], m[7]]))
+    });
+    assert_eq!(mtu, 1380);
+}

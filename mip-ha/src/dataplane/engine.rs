@@ -16,6 +16,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use mip_core::dataplane::arp::{self, ArpOp, ArpRepr};
 use mip_core::dataplane::ethernet::{self, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4, HEADER_LEN};
@@ -27,6 +28,9 @@ use tracing::{debug, trace};
 
 use super::stats::{add, bump, DataplaneStats, DropReason};
 use super::table::{Table, Tunnel};
+
+/// The smallest tunnel MTU a report from inside the tunnel may set.
+pub const MIN_PATH_MTU: u16 = 576;
 
 /// Where packets go.
 pub trait Output {
@@ -77,9 +81,9 @@ impl Engine {
         &self.stats
     }
 
-    fn params(&self, ids: u16) -> TunnelParams {
+    fn params(&self, ids: u16, path_mtu: Option<u16>) -> TunnelParams {
         TunnelParams {
-            tunnel_mtu: self.tunnel_mtu,
+            tunnel_mtu: path_mtu.map_or(self.tunnel_mtu, |m| m.min(self.tunnel_mtu)),
             outer_ttl: self.outer_ttl,
             forwarding: true,
             // Enough consecutive values for the fragments of one packet.
@@ -210,8 +214,10 @@ impl Engine {
         };
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let Some(tunnels) = table.tunnels(info.dst) else { return };
+        let now = Instant::now();
         for t in tunnels {
-            if !self.encapsulate_one(t, pkt, scratch, out) {
+            let p = self.params(64, table.path_mtu(t.care_of, now));
+            if !self.encapsulate_one(t, pkt, &p, scratch, out) {
                 // An ICMP error was sent or the packet is bad: once is enough.
                 break;
             }
@@ -219,9 +225,15 @@ impl Engine {
     }
 
     /// False when the packet cannot go into any tunnel (so no more copies are tried).
-    fn encapsulate_one(&self, t: &Tunnel, pkt: &[u8], scratch: &mut Scratch, out: &mut impl Output) -> bool {
-        let p = self.params(64);
-        match encapsulate(t.kind, pkt, self.address, t.care_of, &p, &mut scratch.out) {
+    fn encapsulate_one(
+        &self,
+        t: &Tunnel,
+        pkt: &[u8],
+        p: &TunnelParams,
+        scratch: &mut Scratch,
+        out: &mut impl Output,
+    ) -> bool {
+        match encapsulate(t.kind, pkt, self.address, t.care_of, p, &mut scratch.out) {
             EncapOutcome::Encapsulated { len } => {
                 if let Some(b) = scratch.out.get(..len) {
                     self.send_tunnel(t, b, out);
@@ -347,6 +359,41 @@ impl Engine {
         if out.ip(d.inner_dst, inner).is_err() {
             self.stats.count_drop(DropReason::SendFailed);
         }
+    }
+
+    /// An ICMP message to us (raw ICMP socket, IP header first). A Datagram Too Big
+    /// about one of our tunnel packets lowers that tunnel's MTU (RFC 2003 5.1 soft
+    /// state, RFC 1191): the next too-big packet with DF gets an ICMP 3/4 from us with
+    /// the right MTU. Anything else is ignored.
+    pub fn on_icmp(&self, pkt: &[u8]) {
+        let Some((care_of, mtu)) = self.too_big_about_our_tunnel(pkt) else { return };
+        let now = Instant::now();
+        let lowered = self.table.write().unwrap_or_else(|p| p.into_inner()).learn_path_mtu(care_of, mtu, now);
+        if lowered {
+            bump(&self.stats.tunnel_mtu_updates);
+            debug!(%care_of, mtu, "tunnel MTU lowered by ICMP from inside the tunnel");
+        }
+    }
+
+    fn too_big_about_our_tunnel(&self, pkt: &[u8]) -> Option<(Ipv4Addr, u16)> {
+        let outer = ipv4::parse(pkt).ok()?;
+        let icmp = pkt.get(outer.header_len..outer.total_len)?;
+        let (&t, &c) = (icmp.first()?, icmp.get(1)?);
+        if (t, c) != (icmp_error::TYPE_DEST_UNREACHABLE, icmp_error::CODE_FRAGMENTATION_NEEDED)
+            || ipv4::checksum(icmp) != 0
+        {
+            return None;
+        }
+        let mtu = u16::from_be_bytes([*icmp.get(6)?, *icmp.get(7)?]);
+        // The quoted header: ours, a tunnel protocol. Only its first bytes are quoted,
+        // so read the fields directly rather than parse a whole packet.
+        let q = icmp.get(8..28)?;
+        let proto = q[9];
+        let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+        let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+        let ours = src == self.address && mip_core::dataplane::Encapsulation::from_protocol(proto).is_some();
+        // RFC 1191: an old router reports 0; a report below 576 is not believed.
+        (ours && mtu >= MIN_PATH_MTU).then_some((dst, mtu))
     }
 
     /// A gratuitous ARP frame for `ip` at `mac`, from our MAC (RFC 5944 4.6).

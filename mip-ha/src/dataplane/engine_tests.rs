@@ -297,3 +297,27 @@ fn partial_checksum_and_tcp_super_packets_are_finished_before_tunnelling() {
     let r = e.stats().report();
     assert_eq!((r.segmented, r.checksums_completed), (1, 1));
 }
+
+#[test]
+fn too_big_from_inside_the_tunnel_lowers_its_mtu() {
+    let e = engine(1500);
+    bind(&e, COA, TunnelKind::IpInIp, false);
+    let mut s = Scratch::default();
+    let mut out = Sink::default();
+    // A router inside the tunnel reports MTU 1400 about one of our packets.
+    let pkt = ip(CN, HOME, 64, true, 1400);
+    e.forward(&pkt, &mut s, &mut out);
+    let (_, ours) = out.ips.pop().unwrap();
+    let mut icmp = [0u8; 128];
+    let n = icmp_error::fragmentation_needed(&ours, Ipv4Addr::new(198, 18, 1, 254), 1400, &mut icmp).unwrap();
+    e.on_icmp(&icmp[..n]);
+    assert_eq!(e.stats().report().tunnel_mtu_updates, 1);
+    // Not about our tunnel: ignored.
+    let n = icmp_error::fragmentation_needed(&pkt, Ipv4Addr::new(198, 18, 1, 254), 1000, &mut icmp).unwrap();
+    e.on_icmp(&icmp[..n]);
+    assert_eq!(e.stats().report().tunnel_mtu_updates, 1);
+    // The next one gets our ICMP 3/4 with 1400 - 20.
+    e.forward(&pkt, &mut s, &mut out);
+    let (dst, err) = out.ips.pop().unwrap();
+    assert_eq!((dst, err[20], err[21], u16::from_be_bytes([err[26], err[27]])), (CN, 3, 4, 1380));
+}

@@ -5,6 +5,7 @@
 //!   gratuitous ARPs the control plane asks for, retransmitted a few times;
 //! - one thread per tunnel protocol (4, 47, 55): a raw IPv4 socket feeds
 //!   [`Engine::on_tunnel_packet`];
+//! - an ICMP raw socket: Datagram Too Big from inside a tunnel lowers its MTU;
 //! - every thread sends IP packets through a shared IPPROTO_RAW socket (IP_HDRINCL) and
 //!   frames through a shared AF_PACKET socket.
 //!
@@ -196,6 +197,13 @@ impl Dataplane {
             let count = config.gratuitous_arp_count;
             threads.push(spawn("ha-dp-link".into(), Box::new(move || link_loop(&engine, recv, out, rx, count, &stop)))?);
         }
+        {
+            // ICMP errors from inside our tunnels (RFC 2003 5.1 soft state).
+            let icmp = raw_socket(libc::IPPROTO_ICMP)?;
+            icmp.set_read_timeout(Some(POLL)).map_err(sock_err("raw socket timeout"))?;
+            let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+            threads.push(spawn("ha-dp-icmp".into(), Box::new(move || icmp_loop(&engine, icmp, &stop)))?);
+        }
         for (proto, sock) in tunnels {
             let (engine, stop, out) = (Arc::clone(&engine), Arc::clone(&stop), send.clone());
             threads.push(spawn(format!("ha-dp-proto{proto}"), Box::new(move || tunnel_loop(&engine, sock, out, &stop)))?);
@@ -318,6 +326,24 @@ fn tunnel_loop(engine: &Engine, sock: Socket, mut out: Sockets, stop: &AtomicBoo
             Err(e) if is_timeout(&e) => {}
             Err(e) => {
                 warn!("tunnel socket receive: {e}");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+fn icmp_loop(engine: &Engine, sock: Socket, stop: &AtomicBool) {
+    let mut buf = vec![0u8; RAW_BUFFER];
+    while !stop.load(Ordering::Relaxed) {
+        match (&sock).read(&mut buf) {
+            Ok(n) => {
+                if let Some(pkt) = buf.get(..n) {
+                    engine.on_icmp(pkt);
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => {
+                warn!("ICMP socket receive: {e}");
                 std::thread::sleep(POLL);
             }
         }

@@ -104,6 +104,8 @@ pub struct DataplaneStats {
     pub fragmented: AtomicU64,
     pub icmp_fragmentation_needed: AtomicU64,
     pub icmp_time_exceeded: AtomicU64,
+    /// ICMP Datagram Too Big from inside a tunnel that lowered its MTU (RFC 2003 5.1).
+    pub tunnel_mtu_updates: AtomicU64,
     /// Reverse-tunnelled packets accepted and forwarded, and their bytes (outer).
     pub reverse_packets: AtomicU64,
     pub reverse_bytes: AtomicU64,
@@ -146,6 +148,7 @@ impl DataplaneStats {
             fragmented: l(&self.fragmented),
             icmp_fragmentation_needed: l(&self.icmp_fragmentation_needed),
             icmp_time_exceeded: l(&self.icmp_time_exceeded),
+            tunnel_mtu_updates: l(&self.tunnel_mtu_updates),
             reverse_packets: l(&self.reverse_packets),
             reverse_bytes: l(&self.reverse_bytes),
             segmented: l(&self.segmented),
@@ -173,6 +176,8 @@ pub struct DataplaneReport {
     pub fragmented: u64,
     pub icmp_fragmentation_needed: u64,
     pub icmp_time_exceeded: u64,
+    #[serde(default)]
+    pub tunnel_mtu_updates: u64,
     pub reverse_packets: u64,
     pub reverse_bytes: u64,
     pub segmented: u64,

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mip_core::dataplane::ethernet::MacAddr;
 use mip_core::dataplane::Encapsulation;
@@ -42,7 +43,14 @@ pub struct Table {
     /// Home addresses the home agent serves: the only ones whose MAC is learnt.
     configured: HashSet<Ipv4Addr>,
     macs: HashMap<Ipv4Addr, MacAddr>,
+    /// RFC 2003 5.1 soft state: the MTU learnt for the path to a care-of address from
+    /// ICMP Datagram Too Big inside the tunnel, and when.
+    path_mtus: HashMap<Ipv4Addr, (u16, Instant)>,
 }
+
+/// How long a learnt tunnel MTU is believed before the configured one is tried again
+/// (RFC 1191 5 suggests 10 minutes).
+pub const PATH_MTU_AGE: Duration = Duration::from_secs(600);
 
 pub fn encapsulation(kind: TunnelKind) -> Encapsulation {
     match kind {
@@ -79,6 +87,27 @@ impl Table {
             return false;
         }
         self.macs.insert(home, mac) != Some(mac)
+    }
+
+    /// The tunnel MTU towards `care_of` at `now`: the learnt one while fresh.
+    pub fn path_mtu(&self, care_of: Ipv4Addr, now: Instant) -> Option<u16> {
+        self.path_mtus
+            .get(&care_of)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < PATH_MTU_AGE)
+            .map(|(mtu, _)| *mtu)
+    }
+
+    /// Records an MTU reported from inside the tunnel to `care_of`; true when it lowers
+    /// what we use. Only care-of addresses with a binding are remembered.
+    pub fn learn_path_mtu(&mut self, care_of: Ipv4Addr, mtu: u16, now: Instant) -> bool {
+        if !self.homes.values().flatten().any(|t| t.care_of == care_of) {
+            return false;
+        }
+        if self.path_mtu(care_of, now).is_some_and(|m| m <= mtu) {
+            return false;
+        }
+        self.path_mtus.insert(care_of, (mtu, now));
+        true
     }
 
     pub fn counters(&self, home: Ipv4Addr, care_of: Ipv4Addr) -> Option<&BindingCounters> {
@@ -188,6 +217,19 @@ mod tests {
         assert_eq!(t.apply(&gone(C2)), Some(Announce::Home { ip: HOME, mac: MAC }));
         assert!(!t.is_bound(HOME));
         assert_eq!(t.apply(&gone(C2)), None, "already gone");
+    }
+
+    #[test]
+    fn path_mtu_is_learnt_for_bound_care_of_addresses_and_ages_out() {
+        let mut t = Table::new([HOME]);
+        let now = Instant::now();
+        assert!(!t.learn_path_mtu(C1, 1400, now), "no binding to C1 yet");
+        t.apply(&added(C1, TunnelKind::IpInIp));
+        assert!(t.learn_path_mtu(C1, 1400, now));
+        assert!(!t.learn_path_mtu(C1, 1450, now), "never raised by a report");
+        assert!(t.learn_path_mtu(C1, 1300, now));
+        assert_eq!(t.path_mtu(C1, now), Some(1300));
+        assert_eq!(t.path_mtu(C1, now + PATH_MTU_AGE), None);
     }
 
     #[test]

@@ -266,6 +266,7 @@ fn stats_text(s: &StatsReport) -> String {
             ("fragmented", d.fragmented),
             ("ICMP frag. needed sent", d.icmp_fragmentation_needed),
             ("ICMP time exceeded sent", d.icmp_time_exceeded),
+            ("tunnel MTU updates", d.tunnel_mtu_updates),
             ("reverse-tunnel packets", d.reverse_packets),
             ("reverse-tunnel bytes", d.reverse_bytes),
             ("TCP super-packets cut", d.segmented),
