@@ -13,6 +13,7 @@
 //! 198.18.0.0/15 and loopback.
 
 pub mod guard;
+pub mod mobility;
 pub mod netns;
 pub mod ping;
 pub mod process;

@@ -198,6 +198,12 @@ pub const SCENARIOS: &[Scenario] = &[
         topology: Topology::base,
         run: kernel_forwarding_scenario,
     },
+    Scenario {
+        name: "move",
+        about: "the mobile node moves home -> foreign 1 (foreign agent) -> foreign 2 (co-located) -> home while cn streams UDP (1,000 pps) and TCP to its home address; per move: packets sent, received, lost, longest gap",
+        topology: super::mobility::topology,
+        run: super::mobility::move_scenario,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
