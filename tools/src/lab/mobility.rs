@@ -41,6 +41,10 @@ pub struct NodeStatus {
 pub struct MobilityDaemons {
     pub ha: LabChild,
     pub fa: LabChild,
+    /// Foreign 2's agent: it only advertises there (the node registers a co-located
+    /// care-of address on that link, as its configuration asks), so that the node can
+    /// tell from the advertised prefix that it moved.
+    pub fa2: LabChild,
     pub mn: LabChild,
     pub status_file: PathBuf,
     pub ha_control: PathBuf,
@@ -60,9 +64,11 @@ pub fn start_daemons(lab: &Lab, encapsulation: &str, reverse_tunnel: bool) -> Re
     let dir = lab.workdir();
     let ha_control = dir.join("ha.sock");
     let fa_control = dir.join("fa1.sock");
+    let fa2_control = dir.join("fa2.sock");
     let status_file = dir.join("mn-status.json");
     let ha_cfg = dir.join("ha.toml");
     let fa_cfg = dir.join("fa1.toml");
+    let fa2_cfg = dir.join("fa2.toml");
     let mn_cfg = dir.join("mn.toml");
     write(
         &ha_cfg,
@@ -84,18 +90,23 @@ key = "{LAB_KEY}"
             ha_control.display()
         ),
     )?;
-    write(
-        &fa_cfg,
-        &format!(
-            r#"[foreign_agent]
+    for (path, address, control) in [(&fa_cfg, "198.18.1.1", &fa_control), (&fa2_cfg, "198.18.2.1", &fa2_control)] {
+        write(
+            path,
+            &format!(
+                r#"[foreign_agent]
 interface = "eth0"
-care_of_address = "198.18.1.1"
+care_of_address = "{address}"
 prefix_len = 24
 control_socket = "{}"
+
+[advertisement]
+prefix_lengths = true
 "#,
-            fa_control.display()
-        ),
-    )?;
+                control.display()
+            ),
+        )?;
+    }
     write(
         &mn_cfg,
         &format!(
@@ -127,8 +138,9 @@ status_file = "{}"
     let cfg = |p: &Path| p.to_string_lossy().into_owned();
     let ha = lab.spawn("ha", &[&tool("mip-ha")?, "--config", &cfg(&ha_cfg)])?;
     let fa = lab.spawn("fa1", &[&tool("mip-fa")?, "--config", &cfg(&fa_cfg)])?;
+    let fa2 = lab.spawn("fa2", &[&tool("mip-fa")?, "--config", &cfg(&fa2_cfg)])?;
     let mn = lab.spawn("mn", &[&tool("mip-mn")?, "run", "--config", &cfg(&mn_cfg)])?;
-    Ok(MobilityDaemons { ha, fa, mn, status_file, ha_control })
+    Ok(MobilityDaemons { ha, fa, fa2, mn, status_file, ha_control })
 }
 
 impl MobilityDaemons {
