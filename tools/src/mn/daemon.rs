@@ -407,7 +407,14 @@ impl Daemon {
             NetMode::Home | NetMode::ForeignAgent { .. } => self.cfg.home_address,
         };
         self.reg = match UdpSocket::bind(SocketAddrV4::new(source, 0)).await {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                // RFC 3024: a foreign agent refuses a reverse-tunnel request (code 76)
+                // unless it arrives with TTL 255, its proof that the node is on-link.
+                if let Err(e) = s.set_ttl(255) {
+                    warn!("cannot set TTL 255 on the registration socket: {e}");
+                }
+                Some(s)
+            }
             Err(e) => {
                 error!("cannot bind the registration socket to {source}: {e}");
                 None
