@@ -180,19 +180,48 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// What a mobility run asks of the node and measures.
+#[derive(Debug, Clone)]
+pub struct MoveSetup {
+    /// What the node asks of the home agent: "ip-in-ip", "minimal" or "gre".
+    pub encapsulation: &'static str,
+    /// The T bit: the node's packets go back through the home agent.
+    pub reverse_tunnel: bool,
+    /// Also stream UDP from the node to the correspondent (the reverse path).
+    pub return_flow: bool,
+}
+
+impl Default for MoveSetup {
+    fn default() -> Self {
+        MoveSetup { encapsulation: "ip-in-ip", reverse_tunnel: false, return_flow: false }
+    }
+}
+
 /// `sid-lab run move`.
 pub fn move_scenario(lab: &Lab, opts: &ScenarioOptions) -> Result<ScenarioReport> {
+    run_moves(lab, opts, &MoveSetup::default()).map(|(report, _daemons)| report)
+}
+
+/// Starts the daemons, waits for the node at home, streams from the correspondent (and
+/// back, with `return_flow`), and moves the node home -> f1 -> f2 -> home. The daemons
+/// are returned still running so that a test can read their counters.
+pub fn run_moves(lab: &Lab, opts: &ScenarioOptions, setup: &MoveSetup) -> Result<(ScenarioReport, MobilityDaemons)> {
     let mut report = ScenarioReport::new("move", lab);
-    let daemons = start_daemons(lab, "ip-in-ip", false)?;
+    let daemons = start_daemons(lab, setup.encapsulation, setup.reverse_tunnel)?;
     let home_settle = daemons.wait_for("home", MOVE_DEADLINE)?;
     report.check("node starts at home", true, format!("after {} ms", home_settle.as_millis()));
 
-    let home = lab.addr("mn").unwrap_or(std::net::Ipv4Addr::new(198, 18, 0, 10));
+    let home = std::net::Ipv4Addr::new(198, 18, 0, 10);
     let cn = lab.addr("cn")?;
     lab.wait_reachable("cn", home, Duration::from_secs(3))?;
     // Four dwell phases of `duration` each, plus the time moves take.
     let total = opts.duration * 4 + MOVE_DEADLINE;
     let udp = UdpFlow::start(lab, "cn-mn", "cn", "mn", home, 5001, opts.pps, total)?;
+    let back = if setup.return_flow {
+        Some(UdpFlow::start(lab, "mn-cn", "mn", "cn", cn, 5002, opts.pps, total)?)
+    } else {
+        None
+    };
     let tcp = TcpFlow::start(lab, "cn-mn", "cn", "mn", home, 5003, opts.tcp_rate, total)?;
     std::thread::sleep(opts.duration);
 
@@ -215,22 +244,26 @@ pub fn move_scenario(lab: &Lab, opts: &ScenarioOptions) -> Result<ScenarioReport
         );
         std::thread::sleep(opts.duration);
     }
-    let _ = cn;
-    let flow = udp.finish(&moves.times())?;
-    report.moves = move_reports("cn-mn", &moves, &flow.recv);
-    report.check(
-        "udp stream delivered after the last move",
-        flow.recv.windows.last().is_some_and(|w| w.received > 0),
-        format!("sent {} received {} lost {}", flow.recv.sent, flow.recv.received, flow.recv.lost),
-    );
-    report.udp.push(flow);
+    for (flow, name) in [(Some(udp), "cn-mn"), (back, "mn-cn")] {
+        let Some(flow) = flow else { continue };
+        let flow = flow.finish(&moves.times())?;
+        report.moves.extend(move_reports(name, &moves, &flow.recv));
+        report.check(
+            format!("udp {name}: delivered in every phase"),
+            flow.recv.windows.iter().all(|w| w.received > 0),
+            format!("sent {} received {} lost {}", flow.recv.sent, flow.recv.received, flow.recv.lost),
+        );
+        report.udp.push(flow);
+    }
     let t = tcp.finish()?;
     report.check(
         "tcp connection survives every move, every byte in order",
         t.ok && t.send.bytes > 0,
-        format!("{} of {} bytes, {} errors, longest stall {:.1} ms", t.recv.bytes, t.send.bytes, t.recv.errors, t.recv.longest_stall_ms),
+        format!(
+            "{} of {} bytes, {} errors, longest stall {:.1} ms",
+            t.recv.bytes, t.send.bytes, t.recv.errors, t.recv.longest_stall_ms
+        ),
     );
     report.tcp.push(t);
-    drop(daemons);
-    Ok(report)
+    Ok((report, daemons))
 }
