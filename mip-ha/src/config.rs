@@ -9,6 +9,10 @@ use std::time::Duration;
 use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
 use serde::Deserialize;
 
+use crate::dataplane::advert::{
+    self, AdvertConfig, DEFAULT_ADVERTISE, DEFAULT_ADVERTISEMENT_INTERVAL_MS, LIFETIME_INTERVALS,
+    MAX_ADVERTISEMENT_INTERVAL_MS, MAX_ADVERTISEMENT_LIFETIME, MIN_ADVERTISEMENT_INTERVAL_MS,
+};
 use crate::dataplane::DataplaneConfig;
 
 /// RFC 5944 5.7: "the default value [of the timestamp window] is 7 seconds".
@@ -95,6 +99,22 @@ pub struct HomeAgentSection {
     /// Gratuitous ARPs sent per announcement (RFC 5944 4.6).
     #[serde(default = "default_gratuitous_arp_count")]
     pub gratuitous_arp_count: u8,
+    /// Send Agent Advertisements with H on the home interface unasked (RFC 5944 2.3);
+    /// solicitations are answered either way. Needs `home_interface`.
+    #[serde(default = "default_advertise")]
+    pub advertise: bool,
+    /// Longest time between unsolicited advertisements, milliseconds (each gap is
+    /// 0.75 to 1 times this, RFC 1256).
+    #[serde(default = "default_advertisement_interval_ms")]
+    pub advertisement_interval_ms: u64,
+    /// The advertisements' ICMP Lifetime, seconds; default three intervals rounded up
+    /// (RFC 5944 2.1, RFC 1256).
+    #[serde(default)]
+    pub advertisement_lifetime: Option<u16>,
+    /// Add the Prefix-Lengths extension (RFC 5944 2.1.2); every agent on the link must
+    /// agree (2.3).
+    #[serde(default)]
+    pub advertisement_prefix_lengths: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +205,12 @@ fn default_tunnel_mtu() -> u16 {
 }
 fn default_gratuitous_arp_count() -> u8 {
     crate::dataplane::DEFAULT_GRATUITOUS_ARP_COUNT
+}
+fn default_advertise() -> bool {
+    DEFAULT_ADVERTISE
+}
+fn default_advertisement_interval_ms() -> u64 {
+    DEFAULT_ADVERTISEMENT_INTERVAL_MS
 }
 fn default_true() -> bool {
     true
@@ -323,6 +349,25 @@ impl DaemonConfig {
                 return Err(bad("home_interface", "is not an interface name"));
             }
         }
+        let interval_ms = ha.advertisement_interval_ms;
+        if !(MIN_ADVERTISEMENT_INTERVAL_MS..=MAX_ADVERTISEMENT_INTERVAL_MS).contains(&interval_ms) {
+            return Err(bad(
+                "advertisement_interval_ms",
+                "must be between 100 and 1800000 (RFC 1256: at most 1800 s)",
+            ));
+        }
+        let advertisement_lifetime =
+            ha.advertisement_lifetime.unwrap_or_else(|| advert::default_lifetime(interval_ms));
+        if advertisement_lifetime > MAX_ADVERTISEMENT_LIFETIME {
+            return Err(bad("advertisement_lifetime", "must be at most 9000 seconds (RFC 1256)"));
+        }
+        if u64::from(advertisement_lifetime) * 1000 < LIFETIME_INTERVALS * interval_ms {
+            return Err(bad(
+                "advertisement_lifetime",
+                "must be at least 3 x advertisement_interval_ms (RFC 5944 2.1: a node may miss \
+                 three advertisements)",
+            ));
+        }
         if ha.simultaneous_bindings == 0 {
             return Err(bad("simultaneous_bindings", "must be at least 1 (1 = not supported)"));
         }
@@ -402,6 +447,15 @@ impl DaemonConfig {
                 interface,
                 tunnel_mtu: ha.tunnel_mtu,
                 gratuitous_arp_count: ha.gratuitous_arp_count,
+                advertisement: AdvertConfig {
+                    address: ha.address,
+                    prefix_len: ha.prefix_len,
+                    periodic: ha.advertise,
+                    interval: Duration::from_millis(interval_ms),
+                    lifetime: advertisement_lifetime,
+                    registration_lifetime: ha.max_lifetime,
+                    prefix_lengths: ha.advertisement_prefix_lengths,
+                },
             }),
             home_agent: HomeAgentConfig {
                 address: ha.address,
@@ -475,7 +529,12 @@ key = "000102030405060708090a0b0c0d0e0f"
         let c = DaemonConfig::parse(&text).expect("valid");
         assert_eq!(
             c.dataplane,
-            Some(DataplaneConfig { interface: "eth0".into(), tunnel_mtu: 1500, gratuitous_arp_count: 3 })
+            Some(DataplaneConfig {
+                interface: "eth0".into(),
+                tunnel_mtu: 1500,
+                gratuitous_arp_count: 3,
+                advertisement: AdvertConfig::new(Ipv4Addr::new(198, 18, 0, 1), 24, DEFAULT_MAX_LIFETIME),
+            })
         );
         let text = text.replace("eth0\"", "eth0\"\ntunnel_mtu = 1400\ngratuitous_arp_count = 1");
         let d = DaemonConfig::parse(&text).expect("valid").dataplane.expect("on");
@@ -484,6 +543,38 @@ key = "000102030405060708090a0b0c0d0e0f"
             ("tunnel_mtu = 1400", "tunnel_mtu = 500", "tunnel_mtu"),
             ("gratuitous_arp_count = 1", "gratuitous_arp_count = 0", "gratuitous_arp_count"),
             ("\"eth0\"", "\"a/b\"", "home_interface"),
+        ] {
+            let e = DaemonConfig::parse(&text.replace(from, to)).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn advertisement_keys_have_named_defaults_and_are_checked() {
+        let base = MINIMAL.replace("prefix_len = 24", "prefix_len = 24\nhome_interface = \"eth0\"\nmax_lifetime = 600");
+        let a = DaemonConfig::parse(&base).expect("valid").dataplane.expect("on").advertisement;
+        assert!(a.periodic && !a.prefix_lengths);
+        assert_eq!((a.interval, a.lifetime, a.registration_lifetime), (Duration::from_secs(1), 3, 600));
+        assert_eq!((a.address, a.prefix_len), (Ipv4Addr::new(198, 18, 0, 1), 24));
+
+        let text = base.replace(
+            "max_lifetime = 600",
+            "max_lifetime = 600\nadvertise = false\nadvertisement_interval_ms = 1500\n\
+             advertisement_prefix_lengths = true",
+        );
+        let a = DaemonConfig::parse(&text).expect("valid").dataplane.expect("on").advertisement;
+        assert!(!a.periodic && a.prefix_lengths);
+        assert_eq!((a.interval, a.lifetime), (Duration::from_millis(1500), 5), "lifetime rounds up");
+        let text = text.replace("= 1500", "= 1500\nadvertisement_lifetime = 60");
+        let a = DaemonConfig::parse(&text).expect("valid").dataplane.expect("on").advertisement;
+        assert_eq!(a.lifetime, 60);
+
+        for (from, to, needle) in [
+            ("= 1500", "= 99", "advertisement_interval_ms"),
+            ("= 1500", "= 1800001", "advertisement_interval_ms"),
+            ("advertisement_lifetime = 60", "advertisement_lifetime = 4", "advertisement_lifetime"),
+            ("advertisement_lifetime = 60", "advertisement_lifetime = 9001", "advertisement_lifetime"),
+            ("advertise = false", "advertise = 1", "advertise"),
         ] {
             let e = DaemonConfig::parse(&text.replace(from, to)).expect_err(needle).to_string();
             assert!(e.contains(needle), "{e}");

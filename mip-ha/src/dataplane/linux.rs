@@ -6,6 +6,9 @@
 //! - one thread per tunnel protocol (4, 47, 55): a raw IPv4 socket feeds
 //!   [`Engine::on_tunnel_packet`];
 //! - an ICMP raw socket: Datagram Too Big from inside a tunnel lowers its MTU;
+//! - advertisement thread: a raw ICMP socket bound to the home interface, in the
+//!   Mobile-Agents and all-routers groups, sends what [`Advertiser`] decides (TTL 1,
+//!   source the home agent's address) and feeds it the Agent Solicitations it reads;
 //! - every thread sends IP packets through a shared IPPROTO_RAW socket (IP_HDRINCL) and
 //!   frames through a shared AF_PACKET socket.
 //!
@@ -23,15 +26,18 @@ use std::time::{Duration, Instant};
 use mip_core::dataplane::ethernet::MacAddr;
 use mip_core::dataplane::ipv4;
 use mip_core::dataplane::offload::VnetHdr;
+use mip_core::time::Time;
+use mip_core::wire::WireError;
 use nix::libc;
-use nix::sys::socket::{recvfrom, setsockopt, LinkAddr};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use nix::sys::socket::{recvfrom, sendmsg, setsockopt, sockopt, ControlMessage, LinkAddr, MsgFlags, SockaddrIn};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tracing::{debug, info, warn};
 
+use super::advert::{Advertiser, Outgoing, ALL_MOBILITY_AGENTS, ALL_ROUTERS};
 use super::engine::{Engine, Output, Scratch};
 use super::stats::{DataplaneReport, DataplaneStats, TrafficCounters};
 use super::table::{Announce, Table};
-use super::{DataplaneConfig, GRATUITOUS_ARP_INTERVAL};
+use super::{AdvertConfig, DataplaneConfig, GRATUITOUS_ARP_INTERVAL};
 use crate::home_agent::HaEvent;
 
 /// How often threads look at the stop flag and the gratuitous-ARP schedule.
@@ -61,12 +67,17 @@ mod opt {
     // Values from <linux/if_packet.h>.
     const PACKET_VNET_HDR: libc::c_int = 15;
     const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+    // <linux/icmp.h>: on a raw ICMP socket, a bit mask of the ICMP types NOT wanted.
+    const ICMP_FILTER: libc::c_int = 1;
     sockopt_impl!(
         /// Prefix every frame read with a `struct virtio_net_hdr`.
         PacketVnetHdr, SetOnly, libc::SOL_PACKET, PACKET_VNET_HDR, bool);
     sockopt_impl!(
         /// Do not hand us frames this host sends.
         PacketIgnoreOutgoing, SetOnly, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, bool);
+    sockopt_impl!(
+        /// Drop every ICMP type whose bit is set before it is queued to us.
+        IcmpFilter, SetOnly, libc::SOL_RAW, ICMP_FILTER, u32);
 }
 
 /// The `sockaddr_ll` that binds a packet socket to one interface and protocol.
@@ -182,6 +193,9 @@ impl Dataplane {
             s.set_read_timeout(Some(POLL)).map_err(sock_err("raw socket timeout"))?;
             tunnels.push((proto, s));
         }
+        // Every socket is opened before the first thread starts, so an error leaves
+        // nothing running.
+        let advert = advert_socket(&config.interface, ifindex, address)?;
 
         let table = Arc::new(RwLock::new(Table::new(homes)));
         let stats = Arc::new(DataplaneStats::default());
@@ -204,12 +218,24 @@ impl Dataplane {
             let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
             threads.push(spawn("ha-dp-icmp".into(), Box::new(move || icmp_loop(&engine, icmp, &stop)))?);
         }
+        {
+            // RFC 5944 2.1-2.3: Agent Advertisements, answers to Agent Solicitations.
+            let sock = advert;
+            let (cfg, stats, stop) = (config.advertisement.clone(), Arc::clone(&stats), Arc::clone(&stop));
+            threads.push(spawn(
+                "ha-dp-advert".into(),
+                Box::new(move || advert_loop(cfg, &sock, ifindex, &stats, &stop)),
+            )?);
+        }
         for (proto, sock) in tunnels {
             let (engine, stop, out) = (Arc::clone(&engine), Arc::clone(&stop), send.clone());
             threads.push(spawn(format!("ha-dp-proto{proto}"), Box::new(move || tunnel_loop(&engine, sock, out, &stop)))?);
         }
+        let adv = &config.advertisement;
         info!(interface = %config.interface, mac = %mip_core::dataplane::ethernet::format_mac(&mac),
-            tunnel_mtu = config.tunnel_mtu, "home agent data plane running");
+            tunnel_mtu = config.tunnel_mtu, advertise = adv.periodic,
+            advertisement_interval_ms = adv.interval.as_millis() as u64,
+            advertisement_lifetime = adv.lifetime, "home agent data plane running");
         Ok(Dataplane { table, stats, mac, announce: tx, stop, threads })
     }
 
@@ -348,4 +374,105 @@ fn icmp_loop(engine: &Engine, sock: Socket, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// The advertisement socket: raw ICMP on the home interface only, reading only
+/// solicitations, in the groups mobile nodes solicit (224.0.0.11, RFC 5944 2.3; and
+/// RFC 1256's 224.0.0.2), sending with TTL 1 (2.1) from `address`.
+fn advert_socket(interface: &str, ifindex: u32, address: Ipv4Addr) -> Result<Socket, DataplaneError> {
+    let s = raw_socket(libc::IPPROTO_ICMP)?;
+    setsockopt(&s, sockopt::BindToDevice, &std::ffi::OsString::from(interface))
+        .map_err(|e| sock_err("SO_BINDTODEVICE")(e.into()))?;
+    let only_solicitations = !(1u32 << mip_core::wire::ICMP_ROUTER_SOLICITATION);
+    if let Err(e) = setsockopt(&s, opt::IcmpFilter, &only_solicitations) {
+        // Without the filter every ICMP message is read and ignored by type.
+        debug!("ICMP_FILTER: {e}");
+    }
+    for group in [ALL_MOBILITY_AGENTS, ALL_ROUTERS] {
+        s.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(ifindex))
+            .map_err(sock_err("IP_ADD_MEMBERSHIP"))?;
+    }
+    s.set_multicast_if_v4(&address).map_err(sock_err("IP_MULTICAST_IF"))?;
+    s.set_multicast_ttl_v4(1).map_err(sock_err("IP_MULTICAST_TTL"))?;
+    s.set_ttl_v4(1).map_err(sock_err("IP_TTL"))?;
+    // Our own advertisements need not come back to us.
+    s.set_multicast_loop_v4(false).map_err(sock_err("IP_MULTICAST_LOOP"))?;
+    s.set_broadcast(true).map_err(sock_err("SO_BROADCAST"))?;
+    Ok(s)
+}
+
+/// Sends one advertisement: IP_PKTINFO pins the source to the home agent's address and
+/// the interface, also for 255.255.255.255.
+fn send_advert(sock: &Socket, ifindex: u32, source: Ipv4Addr, out: &Outgoing, buf: &[u8]) -> io::Result<()> {
+    let info = libc::in_pktinfo {
+        ipi_ifindex: i32::try_from(ifindex).map_err(|_| io::Error::other("interface index out of range"))?,
+        ipi_spec_dst: libc::in_addr { s_addr: u32::from(source).to_be() },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    let payload = buf.get(..out.len).ok_or_else(|| io::Error::other("advertisement longer than its buffer"))?;
+    let dst = SockaddrIn::from(SocketAddrV4::new(out.destination, 0));
+    sendmsg(
+        sock.as_raw_fd(),
+        &[io::IoSlice::new(payload)],
+        &[ControlMessage::Ipv4PacketInfo(&info)],
+        MsgFlags::empty(),
+        Some(&dst),
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
+/// Sends what the advertiser wrote; failures are logged (the next one may go).
+fn send_outgoing(sock: &Socket, ifindex: u32, source: Ipv4Addr, o: Result<Outgoing, WireError>, buf: &[u8]) {
+    match o {
+        Ok(o) => match send_advert(sock, ifindex, source, &o, buf) {
+            Ok(()) => {
+                debug!(destination = %o.destination, sequence = o.sequence, solicited = o.solicited,
+                    "agent advertisement");
+            }
+            Err(e) => warn!(destination = %o.destination, "agent advertisement not sent: {e}"),
+        },
+        Err(e) => warn!("agent advertisement not built: {e}"),
+    }
+}
+
+fn advert_loop(cfg: AdvertConfig, sock: &Socket, ifindex: u32, stats: &DataplaneStats, stop: &AtomicBool) {
+    // A monotonic clock for the sans-IO advertiser: wall-clock steps must not bunch or
+    // stall advertisements.
+    let epoch = Instant::now();
+    let clock = || Time::from_micros(u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX));
+    let source = cfg.address;
+    // RFC 1256 suggests seeding with an address of ours.
+    let seed = rand::random::<u64>() ^ u64::from(u32::from(source));
+    let mut adv = Advertiser::new(cfg, clock(), seed);
+    let mut out = vec![0u8; adv.buffer_len()];
+    let mut buf = vec![0u8; RAW_BUFFER];
+    while !stop.load(Ordering::Relaxed) {
+        adv.handle_timeout(clock());
+        while let Some(o) = adv.poll_transmit(&mut out) {
+            send_outgoing(sock, ifindex, source, o, &out);
+        }
+        stats.set_advertisements(&adv.stats());
+        // Sleep in the receive until the next deadline, looking at the stop flag often.
+        let wait = adv.poll_timeout().map_or(POLL, |t| t.saturating_duration_since(clock()).min(POLL));
+        let _ = sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match (&*sock).read(&mut buf) {
+            Ok(n) => {
+                if let Some(pkt) = buf.get(..n) {
+                    let verdict = adv.handle_packet(clock(), pkt);
+                    debug!(?verdict, "ICMP on the home link");
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => {
+                warn!("advertisement socket receive: {e}");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+    // RFC 1256 5.1 recommends a last advertisement with Lifetime 0 when we stop.
+    if let Some(o) = adv.withdraw(&mut out) {
+        send_outgoing(sock, ifindex, source, o, &out);
+    }
+    stats.set_advertisements(&adv.stats());
 }

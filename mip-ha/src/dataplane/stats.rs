@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use mip_core::dataplane::DataplaneError;
 use serde::{Deserialize, Serialize};
 
+use super::advert::AdvertStats;
+
 /// Why the data plane dropped a packet. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -112,6 +114,14 @@ pub struct DataplaneStats {
     /// TCP super-packets cut into segments, and partial checksums finished.
     pub segmented: AtomicU64,
     pub checksums_completed: AtomicU64,
+    /// Agent Advertisements on the home link (RFC 5944 2.1-2.3), written by the
+    /// advertisement thread from its [`AdvertStats`].
+    pub advertisements_sent: AtomicU64,
+    pub solicited_advertisements: AtomicU64,
+    pub solicitations_received: AtomicU64,
+    pub solicitations_answered: AtomicU64,
+    pub solicitations_rate_limited: AtomicU64,
+    pub solicitations_malformed: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -134,6 +144,16 @@ impl DataplaneStats {
         self.drops.get(reason.index()).map_or(0, |c| c.load(Relaxed))
     }
 
+    /// Publishes the advertiser's counters (it has one owner, so they are stored).
+    pub fn set_advertisements(&self, s: &AdvertStats) {
+        self.advertisements_sent.store(s.advertisements_sent, Relaxed);
+        self.solicited_advertisements.store(s.solicited_advertisements, Relaxed);
+        self.solicitations_received.store(s.solicitations_received, Relaxed);
+        self.solicitations_answered.store(s.solicitations_answered, Relaxed);
+        self.solicitations_rate_limited.store(s.solicitations_rate_limited, Relaxed);
+        self.solicitations_malformed.store(s.solicitations_malformed, Relaxed);
+    }
+
     pub fn report(&self) -> DataplaneReport {
         let l = |c: &AtomicU64| c.load(Relaxed);
         DataplaneReport {
@@ -153,6 +173,12 @@ impl DataplaneStats {
             reverse_bytes: l(&self.reverse_bytes),
             segmented: l(&self.segmented),
             checksums_completed: l(&self.checksums_completed),
+            advertisements_sent: l(&self.advertisements_sent),
+            solicited_advertisements: l(&self.solicited_advertisements),
+            solicitations_received: l(&self.solicitations_received),
+            solicitations_answered: l(&self.solicitations_answered),
+            solicitations_rate_limited: l(&self.solicitations_rate_limited),
+            solicitations_malformed: l(&self.solicitations_malformed),
             dropped: DropReason::ALL
                 .iter()
                 .map(|r| (r.name().to_string(), self.dropped(*r)))
@@ -182,6 +208,21 @@ pub struct DataplaneReport {
     pub reverse_bytes: u64,
     pub segmented: u64,
     pub checksums_completed: u64,
+    /// Agent Advertisements sent on the home link, of which answers to solicitations.
+    #[serde(default)]
+    pub advertisements_sent: u64,
+    #[serde(default)]
+    pub solicited_advertisements: u64,
+    /// Agent Solicitations read, answered, not answered because of a rate limit, and
+    /// refused (checksum, code, length, TTL not 1).
+    #[serde(default)]
+    pub solicitations_received: u64,
+    #[serde(default)]
+    pub solicitations_answered: u64,
+    #[serde(default)]
+    pub solicitations_rate_limited: u64,
+    #[serde(default)]
+    pub solicitations_malformed: u64,
     /// Drops by reason (`malformed`, `unregistered_care_of`, ...); zero counts left out.
     pub dropped: BTreeMap<String, u64>,
 }

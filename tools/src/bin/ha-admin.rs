@@ -271,6 +271,12 @@ fn stats_text(s: &StatsReport) -> String {
             ("reverse-tunnel bytes", d.reverse_bytes),
             ("TCP super-packets cut", d.segmented),
             ("checksums completed", d.checksums_completed),
+            ("agent advertisements", d.advertisements_sent),
+            ("  of which solicited", d.solicited_advertisements),
+            ("solicitations received", d.solicitations_received),
+            ("solicitations answered", d.solicitations_answered),
+            ("solicitations rate-limited", d.solicitations_rate_limited),
+            ("solicitations malformed", d.solicitations_malformed),
             ("dropped", d.total_dropped()),
         ];
         for (name, n) in counters {
@@ -316,10 +322,18 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains("PKTS-OUT") && lines[0].contains("BYTES-IN"), "{text}");
         assert!(lines[1].contains(" 12 ") && lines[1].contains(" 3456 ") && lines[1].contains(" 890 "), "{text}");
-        let mut d = DataplaneReport { intercepted: 5, ..DataplaneReport::default() };
+        let mut d = DataplaneReport {
+            intercepted: 5,
+            advertisements_sent: 31,
+            solicitations_rate_limited: 4,
+            ..DataplaneReport::default()
+        };
         d.dropped.insert("unregistered_care_of".into(), 2);
         let text = render(&Output::Stats(StatsReport { dataplane: Some(Box::new(d)), ..StatsReport::default() }));
         assert!(text.contains("data plane:") && text.contains("unregistered care of"), "{text}");
+        let line = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default();
+        assert!(line("agent advertisements").ends_with(" 31"), "{text}");
+        assert!(line("solicitations rate-limited").ends_with(" 4"), "{text}");
     }
 
     #[test]
