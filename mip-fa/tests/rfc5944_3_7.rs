@@ -1,6 +1,6 @@
 //! RFC 5944 section 3.7, Foreign Agent Considerations: 3.7, 3.7.1 and 3.7.2.x (requests).
 //! Replies (3.7.3.x) are in `rfc5944_3_7_3.rs`. One test per rule, named after the
-//! subsection; docs/rfc-notes-fa.md points at these names.
+//! subsection; RFC-NOTES.md points at these names.
 #![allow(clippy::unwrap_used)]
 
 mod common;
