@@ -10,6 +10,7 @@
 
 pub mod extension;
 pub mod icmp;
+pub mod notification;
 pub mod registration;
 pub mod reply_code;
 

@@ -1,5 +1,10 @@
-//! Session Inter-Device (SID) mobility extensions.
+//! Session Inter-Device (SID) mobility extensions to Mobile IPv4 (patent FIG. 1a / 1b):
+//! a node hands its address, and with it its sessions, to another device through the
+//! Agent (the home agent), and takes it back when the Agent wakes it up.
 //!
-//! Nothing is implemented here yet: the registration extensions, the session key
-//! negotiation and the wake-up message arrive with the SID issue. The crate exists so
-//! that the workspace layout is fixed from the start.
+//! - [`wire`]: the SID registration extensions (RFC 3115 CVSEs) and the wake-up
+//!   (RFC 6098 Generic Notification); byte layouts in `docs/sid-formats.md`.
+
+pub mod crypto;
+pub mod negotiation;
+pub mod wire;
