@@ -3,7 +3,7 @@
 --   tshark -X lua_script:tools/sid.lua -r capture.pcap -V
 --   wireshark -X lua_script:tools/sid.lua capture.pcap     (or copy it to your plugins folder)
 --
--- What it decodes (layouts in docs/sid-formats.md):
+-- What it decodes (layouts in RFC-NOTES.md, "SID formats"):
 --  * the nine SID elements, each a Critical Vendor/Organization Specific Extension
 --    (RFC 3115, type 38) of organization 32473 (preference sid.org_id), inside Mobile IP
 --    Registration Requests and Replies. Wireshark 4.0's Mobile IP dissector has no

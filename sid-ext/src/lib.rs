@@ -3,7 +3,7 @@
 //! Agent (the home agent), and takes it back when the Agent wakes it up.
 //!
 //! - [`wire`]: the SID registration extensions (RFC 3115 CVSEs) and the wake-up
-//!   (RFC 6098 Generic Notification); byte layouts in `docs/sid-formats.md`.
+//!   (RFC 6098 Generic Notification); byte layouts in `RFC-NOTES.md, "SID formats"`.
 
 pub mod crypto;
 pub mod negotiation;

@@ -18,7 +18,7 @@
 //! HPKE auth mode from the initiator's key to the responder's. The Confirm is keyed by
 //! the session key itself, so the initiator knows the responder holds it. Each MAC also
 //! covers the hash of every earlier message, so both ends agree on the whole exchange.
-//! The design and its reasoning: docs/sid-negotiation.md.
+//! The design and its reasoning: RFC-NOTES.md, "SID negotiation".
 //!
 //! [`Negotiator`] is one device's endpoint for any number of configured peers. It opens
 //! no socket and reads no clock: the shell feeds it datagrams and the time, sends what

@@ -7,7 +7,7 @@
 //! (code 140) instead of ignoring it. The Vendor/Org-ID is configurable; the default is
 //! RFC 5612's documentation number 32473. The Vendor-CVSE-Type names the element
 //! ([`vendor_type`]); its value layout is in [`element`] and, byte by byte, in
-//! `docs/sid-formats.md`.
+//! `RFC-NOTES.md, "SID formats"`.
 //!
 //! - [`SidElement`]: one element; `parse` from a CVSE value, `emit`/`append_to` a CVSE.
 //! - [`SidExtensions`]: every SID element of a message, collected from its

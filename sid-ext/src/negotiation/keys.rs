@@ -1,5 +1,5 @@
 //! Key schedule, transcript hash and message authentication of the negotiation
-//! (docs/sid-negotiation.md, section 5). Only HKDF-SHA256, HMAC-SHA256 and SHA-256 from
+//! (RFC-NOTES.md, "SID negotiation", section 5). Only HKDF-SHA256, HMAC-SHA256 and SHA-256 from
 //! RustCrypto; nothing here is a cipher of its own.
 
 use hmac::{Hmac, Mac};

@@ -1,4 +1,4 @@
-//! Byte layouts of the device-to-device negotiation (docs/sid-negotiation.md, section 4).
+//! Byte layouts of the device-to-device negotiation (RFC-NOTES.md, "SID negotiation", section 4).
 //!
 //! Every message is one UDP datagram to or from [`super::NEGOTIATION_PORT`]: a 20-octet
 //! header, a body fixed by the Type (and, for the Offer, by the Mode), and a 32-octet

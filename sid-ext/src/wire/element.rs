@@ -1,6 +1,6 @@
 //! The nine SID elements: each is the value of one CVSE (RFC 3115, type 38) whose
 //! Vendor/Org-ID is the configured organization and whose Vendor-CVSE-Type names the
-//! element. Layouts, byte by byte, are in `docs/sid-formats.md`; the `field` modules
+//! element. Layouts, byte by byte, are in `RFC-NOTES.md, "SID formats"`; the `field` modules
 //! below give the same offsets, counted from the start of the Vendor-CVSE-Value.
 
 use core::net::Ipv4Addr;
@@ -318,7 +318,7 @@ pub enum SidElement<'a> {
     TransferringNode(Ipv4Addr),
 }
 
-/// Offsets in each value; `docs/sid-formats.md` draws them.
+/// Offsets in each value; `RFC-NOTES.md, "SID formats"` draws them.
 mod field {
     use core::ops::Range;
     /// Target, Interim and Transferring Node addresses.

@@ -1,5 +1,5 @@
 //! Each SID element tested four ways against one CVSE laid out by hand from
-//! `docs/sid-formats.md` (organization 32473): deconstruct (mip-core's extension iterator
+//! `RFC-NOTES.md, "SID formats"` (organization 32473): deconstruct (mip-core's extension iterator
 //! finds the CVSE and its raw value), construct (a raw CVSE with that value emits the same
 //! bytes), parse (the value reads as the typed element) and emit (the typed element writes
 //! the same bytes). `conformance/tests/tshark_sid.rs` has Wireshark read these too.
