@@ -71,6 +71,9 @@ pub struct BindingSnapshot {
     pub tunnel: TunnelKind,
     pub reverse_tunnel: bool,
     pub request_source: SocketAddrV4,
+    /// Present when the binding is a SID transfer (home = the Transferring Node,
+    /// care-of = the Target).
+    pub transfer: Option<crate::sid::TransferSnapshot>,
 }
 
 /// The binding list. Small and ordered: `ha-admin` output is sorted for free, and the

@@ -14,6 +14,7 @@ use crate::dataplane::advert::{
     MAX_ADVERTISEMENT_INTERVAL_MS, MAX_ADVERTISEMENT_LIFETIME, MIN_ADVERTISEMENT_INTERVAL_MS,
 };
 use crate::dataplane::DataplaneConfig;
+use crate::sid::SidConfig;
 
 /// RFC 5944 5.7: "the default value [of the timestamp window] is 7 seconds".
 pub const DEFAULT_REPLAY_WINDOW_SECS: u64 = 7;
@@ -39,6 +40,8 @@ pub enum ConfigError {
     ForeignAgent { index: usize, reason: String },
     #[error("home_agent.{field}: {reason}")]
     HomeAgent { field: &'static str, reason: String },
+    #[error("sid.{field}: {reason}")]
+    Sid { field: &'static str, reason: String },
 }
 
 /// The file as written.
@@ -50,6 +53,92 @@ pub struct ConfigFile {
     pub mobile_nodes: Vec<MobileNodeSection>,
     #[serde(default, rename = "foreign_agent")]
     pub foreign_agents: Vec<ForeignAgentSection>,
+    #[serde(default)]
+    pub sid: SidSection,
+}
+
+/// `[sid]`: Session Inter-Device transfers (issue 4). Every key is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidSection {
+    /// Serve transfer, renewal and stop-transfer requests (default on: only a
+    /// configured mobile node, under its own association, can hand its own address on).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Vendor/Org-ID of the SID CVSEs (default 32473, RFC 5612).
+    #[serde(default = "default_sid_org")]
+    pub org_id: u32,
+    /// Longest lifetime granted to a transfer or a renewal, seconds.
+    #[serde(default = "default_max_transfer_lifetime")]
+    pub max_transfer_lifetime: u16,
+    /// First wake-up retransmission interval, milliseconds (doubles after each try).
+    #[serde(default = "default_wake_up_interval_ms")]
+    pub wake_up_interval_ms: u64,
+    /// Wake-ups sent before giving up.
+    #[serde(default = "default_wake_up_attempts")]
+    pub wake_up_attempts: u8,
+    /// The Agent's X25519 private key, hex, for session keys sealed with HPKE.
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+impl Default for SidSection {
+    fn default() -> Self {
+        SidSection {
+            enabled: true,
+            org_id: default_sid_org(),
+            max_transfer_lifetime: default_max_transfer_lifetime(),
+            wake_up_interval_ms: default_wake_up_interval_ms(),
+            wake_up_attempts: default_wake_up_attempts(),
+            private_key: None,
+        }
+    }
+}
+
+fn default_sid_org() -> u32 {
+    sid_ext::wire::DEFAULT_ORG_ID
+}
+fn default_max_transfer_lifetime() -> u16 {
+    crate::sid::DEFAULT_MAX_TRANSFER_LIFETIME
+}
+fn default_wake_up_interval_ms() -> u64 {
+    crate::sid::DEFAULT_WAKE_UP_INTERVAL.as_millis() as u64
+}
+fn default_wake_up_attempts() -> u8 {
+    crate::sid::DEFAULT_WAKE_UP_ATTEMPTS
+}
+
+impl SidSection {
+    fn check(self) -> Result<SidConfig, ConfigError> {
+        let bad = |field, reason: &str| ConfigError::Sid { field, reason: reason.to_string() };
+        if self.max_transfer_lifetime == 0 {
+            return Err(bad("max_transfer_lifetime", "must be at least 1 second"));
+        }
+        if !(100..=60_000).contains(&self.wake_up_interval_ms) {
+            return Err(bad("wake_up_interval_ms", "must be between 100 and 60000"));
+        }
+        if !(1..=10).contains(&self.wake_up_attempts) {
+            return Err(bad("wake_up_attempts", "must be between 1 and 10"));
+        }
+        let private_key = match &self.private_key {
+            None => None,
+            Some(text) => {
+                let bytes = hex::decode(text.trim()).map_err(|_| bad("private_key", "is not hex"))?;
+                let bytes: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| bad("private_key", "must be 32 bytes (an X25519 key)"))?;
+                Some(sid_ext::crypto::PrivateKey::from_bytes(&bytes))
+            }
+        };
+        Ok(SidConfig {
+            enabled: self.enabled,
+            org_id: self.org_id,
+            max_transfer_lifetime: self.max_transfer_lifetime,
+            wake_up_interval: Duration::from_millis(self.wake_up_interval_ms),
+            wake_up_attempts: self.wake_up_attempts,
+            private_key,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +347,8 @@ pub struct HomeAgentConfig {
     pub gre_encapsulation: bool,
     pub mobile_nodes: Vec<MobileNodeEntry>,
     pub foreign_agents: Vec<ForeignAgentEntry>,
+    /// Session Inter-Device transfers (`[sid]`).
+    pub sid: SidConfig,
 }
 
 impl HomeAgentConfig {
@@ -276,6 +367,7 @@ impl HomeAgentConfig {
             gre_encapsulation: true,
             mobile_nodes: Vec::new(),
             foreign_agents: Vec::new(),
+            sid: SidConfig::default(),
         }
     }
 
@@ -439,6 +531,7 @@ impl DaemonConfig {
                 },
             });
         }
+        let sid = file.sid.check()?;
         let ha = file.home_agent;
         Ok(DaemonConfig {
             listen: ha.listen,
@@ -470,6 +563,7 @@ impl DaemonConfig {
                 gre_encapsulation: ha.gre_encapsulation,
                 mobile_nodes,
                 foreign_agents,
+                sid,
             },
         })
     }
@@ -575,6 +669,33 @@ key = "000102030405060708090a0b0c0d0e0f"
             ("advertisement_lifetime = 60", "advertisement_lifetime = 4", "advertisement_lifetime"),
             ("advertisement_lifetime = 60", "advertisement_lifetime = 9001", "advertisement_lifetime"),
             ("advertise = false", "advertise = 1", "advertise"),
+        ] {
+            let e = DaemonConfig::parse(&text.replace(from, to)).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn sid_section_has_named_defaults_and_is_checked() {
+        let c = DaemonConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.home_agent.sid, SidConfig::default());
+        assert!(c.home_agent.sid.enabled, "SID is on by default");
+        assert_eq!(c.home_agent.sid.org_id, 32473);
+        let text = format!(
+            "{MINIMAL}\n[sid]\norg_id = 9\nmax_transfer_lifetime = 60\nwake_up_attempts = 3\n\
+             wake_up_interval_ms = 500\nprivate_key = \"{}\"\n",
+            "11".repeat(32)
+        );
+        let s = DaemonConfig::parse(&text).expect("valid").home_agent.sid;
+        assert_eq!((s.org_id, s.max_transfer_lifetime, s.wake_up_attempts), (9, 60, 3));
+        assert_eq!(s.wake_up_interval, Duration::from_millis(500));
+        assert!(s.private_key.is_some());
+        for (from, to, needle) in [
+            ("max_transfer_lifetime = 60", "max_transfer_lifetime = 0", "max_transfer_lifetime"),
+            ("wake_up_attempts = 3", "wake_up_attempts = 0", "wake_up_attempts"),
+            ("wake_up_interval_ms = 500", "wake_up_interval_ms = 5", "wake_up_interval_ms"),
+            ("org_id = 9", "org_id = 9\nenable = false", "enable"),
+            ("private_key = \"11", "private_key = \"1", "private_key"),
         ] {
             let e = DaemonConfig::parse(&text.replace(from, to)).expect_err(needle).to_string();
             assert!(e.contains(needle), "{e}");

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::BindingSnapshot;
 use crate::dataplane::{DataplaneReport, TrafficCounters};
 use crate::home_agent::HomeAgent;
-use crate::stats::HaStats;
+use crate::sid::TransferSnapshot;
+use crate::stats::{HaStats, SidStats};
 
 /// What the control socket reads from a running data plane.
 pub trait DataplaneView {
@@ -101,6 +102,10 @@ pub struct BindingInfo {
     /// Packets and bytes through the tunnel, when the data plane runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficCounters>,
+    /// A SID transfer binding: Transferring Node, Target, permission F, reverse path,
+    /// session SPI, renewals, hops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferSnapshot>,
 }
 
 impl From<BindingSnapshot> for BindingInfo {
@@ -117,6 +122,7 @@ impl From<BindingSnapshot> for BindingInfo {
             reverse_tunnel: b.reverse_tunnel,
             request_source: b.request_source,
             traffic: None,
+            transfer: b.transfer,
         }
     }
 }
@@ -138,6 +144,9 @@ pub struct StatsReport {
     pub bindings_removed: u64,
     pub bindings_expired: u64,
     pub bindings_revoked: u64,
+    /// SID transfers and wake-ups (boxed: the response enum stays small).
+    #[serde(default)]
+    pub sid: Box<SidStats>,
     /// Denials by reply code.
     pub denied: BTreeMap<u8, u64>,
     /// Silent drops by reason (`malformed`, `unknown_extension`, ...).
@@ -162,6 +171,7 @@ impl StatsReport {
             bindings_removed: stats.bindings_removed,
             bindings_expired: stats.bindings_expired,
             bindings_revoked: stats.bindings_revoked,
+            sid: Box::new(stats.sid.clone()),
             denied: stats.denied.clone(),
             discarded: stats.discarded.iter().map(|(r, n)| (serde_name(r), *n)).collect(),
             dataplane: None,

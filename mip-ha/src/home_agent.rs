@@ -10,6 +10,7 @@ use std::time::Duration;
 use mip_core::auth::{append_auth_extension, verify_authenticator, ReplayMethod, SecurityAssociation};
 use mip_core::replay;
 use mip_core::time::Time;
+use mip_core::wire::notification::NOTIFICATION_ACK_TYPE;
 use mip_core::wire::{
     ext_type, message_type, RegistrationFlags, RegistrationReplyRepr, ReplyCode, REQUEST_TYPE,
 };
@@ -22,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::bindings::{Binding, BindingSnapshot, BindingTable, TunnelKind};
 use crate::config::{HomeAgentConfig, MobileNodeEntry};
 use crate::request::{scan, AuthAt, ScanError, ScannedRequest};
+use crate::sid::{SidState, TransferEnd};
 use crate::stats::{DiscardReason, HaStats};
 
 /// A change of the binding list, for the data plane and for logs.
@@ -64,6 +66,8 @@ pub enum RemovalReason {
     Replaced,
     /// An administrator revoked it.
     Revoked,
+    /// The Transferring Node of a SID transfer demanded that it stop.
+    StopTransfer,
 }
 
 /// Per mobile node replay state, kept apart from bindings so that it outlives them:
@@ -76,26 +80,28 @@ struct ReplayState {
 }
 
 /// Everything a reply needs besides its code and lifetime.
-struct ReplyContext<'a> {
-    destination: SocketAddrV4,
-    home_address: Ipv4Addr,
-    home_agent: Ipv4Addr,
-    identification: u64,
-    mobile_sa: &'a SecurityAssociation,
-    foreign_sa: Option<&'a SecurityAssociation>,
+pub(crate) struct ReplyContext<'a> {
+    pub destination: SocketAddrV4,
+    pub home_address: Ipv4Addr,
+    pub home_agent: Ipv4Addr,
+    pub identification: u64,
+    pub mobile_sa: &'a SecurityAssociation,
+    pub foreign_sa: Option<&'a SecurityAssociation>,
 }
 
 pub struct HomeAgent {
-    config: HomeAgentConfig,
+    pub(crate) config: HomeAgentConfig,
     by_home: HashMap<Ipv4Addr, usize>,
     by_nai: HashMap<Vec<u8>, usize>,
     replay: Vec<ReplayState>,
-    bindings: BindingTable,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<HaEvent>,
-    stats: HaStats,
+    pub(crate) bindings: BindingTable,
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<HaEvent>,
+    pub(crate) stats: HaStats,
     /// Nonces must be unguessable (5.7.2): a CSPRNG, seeded by the shell.
     rng: StdRng,
+    /// Session Inter-Device transfers and wake-ups (crate::sid).
+    pub(crate) sid: SidState,
 }
 
 impl HomeAgent {
@@ -126,6 +132,7 @@ impl HomeAgent {
             events: VecDeque::new(),
             stats: HaStats::default(),
             rng,
+            sid: SidState::default(),
         }
     }
 
@@ -159,11 +166,16 @@ impl HomeAgent {
         self.stats.datagrams += 1;
         // Expire first so that a request never sees a binding past its lifetime.
         self.handle_timeout(now);
+        let sid_org = self.config.sid.enabled.then_some(self.config.sid.org_id);
+        if sid_org.is_some() && message_type(payload) == Some(NOTIFICATION_ACK_TYPE) {
+            self.handle_wake_up_ack(now, source, payload);
+            return;
+        }
         if message_type(payload) != Some(REQUEST_TYPE) {
             self.stats.discard(DiscardReason::NotARequest);
             return;
         }
-        let request = match scan(payload) {
+        let request = match scan(payload, sid_org) {
             Ok(r) => r,
             Err(ScanError::Malformed(e)) => {
                 debug!(%source, error = %e, "malformed registration request dropped");
@@ -209,6 +221,11 @@ impl HomeAgent {
             self.stats.discard(DiscardReason::NoAuthenticator);
             return;
         };
+        // SID: the Target of a running transfer authenticates under the session SPI.
+        if self.sid.by_session_spi(repr.home_address, mh_auth.spi).is_some() {
+            self.process_target(now, source, destination, request, mh_auth);
+            return;
+        }
         let mn = &self.config.mobile_nodes[mn_index];
         let foreign_sa = self
             .config
@@ -337,6 +354,20 @@ impl HomeAgent {
             self.deny(&ctx, code);
             return;
         }
+        // SID elements make it a transfer or a stop-transfer demand of the TN.
+        match &request.sid {
+            Some(Err(e)) => {
+                info!(%source, home = %repr.home_address, error = %e, "SID request refused");
+                self.stats.sid.refused += 1;
+                self.deny(&ctx, e.reply_code());
+                return;
+            }
+            Some(Ok(elements)) if !elements.is_empty() => {
+                self.process_transferring_node(now, source, request, mn_index, &ctx, elements);
+                return;
+            }
+            _ => {}
+        }
         if repr.lifetime == 0 {
             self.deregister(now, reply_home, repr.care_of_address);
             self.stats.deregistrations += 1;
@@ -356,7 +387,7 @@ impl HomeAgent {
 
     /// The checks of 3.8.2.1 (broadcast), 3.8.2.3 and 3.8.3.2 that do not depend on
     /// the binding list, in the order a careful reader of the request would notice them.
-    fn policy_denial(
+    pub(crate) fn policy_denial(
         &self,
         request: &ScannedRequest<'_>,
         destination: Ipv4Addr,
@@ -401,7 +432,7 @@ impl HomeAgent {
     }
 
     /// 3.8.3.2: the Home Agent field is copied when it is ours, else ours is put in.
-    fn reply_home_agent(&self, requested: Ipv4Addr) -> Ipv4Addr {
+    pub(crate) fn reply_home_agent(&self, requested: Ipv4Addr) -> Ipv4Addr {
         if requested == self.config.address {
             requested
         } else {
@@ -446,6 +477,9 @@ impl HomeAgent {
         // The node may ask for less than our maximum, never more; 0xffff (infinity)
         // is capped the same way.
         let granted = repr.lifetime.min(self.config.max_lifetime);
+        // A TN that registers a care-of address of its own is back in charge: its
+        // transfer ends without a wake-up.
+        self.sid_supersede(now, home);
         if !simultaneous {
             for old in self.bindings.remove_others(home, coa) {
                 self.stats.bindings_removed += 1;
@@ -494,7 +528,7 @@ impl HomeAgent {
         Ok(granted)
     }
 
-    fn deregister(&mut self, _now: Time, home: Ipv4Addr, care_of: Ipv4Addr) {
+    fn deregister(&mut self, now: Time, home: Ipv4Addr, care_of: Ipv4Addr) {
         let removed = if care_of == home {
             self.bindings.remove_home(home)
         } else {
@@ -511,10 +545,11 @@ impl HomeAgent {
                 reason: RemovalReason::Deregistered,
                 last_for_home: left == 0 && i + 1 == n,
             });
+            self.sid_binding_gone(now, home, b.care_of_address, TransferEnd::Deregistered);
         }
     }
 
-    fn deny(&mut self, ctx: &ReplyContext<'_>, code: ReplyCode) {
+    pub(crate) fn deny(&mut self, ctx: &ReplyContext<'_>, code: ReplyCode) {
         self.stats.deny(u8::from(code));
         info!(destination = %ctx.destination, home = %ctx.home_address, code = u8::from(code),
             "registration denied: {}", code.description());
@@ -523,7 +558,7 @@ impl HomeAgent {
 
     /// 3.8.3.3: fixed part, the Mobile-Home Authentication Extension, then the
     /// Foreign-Home one when we share an association with the relaying agent.
-    fn send_reply(&mut self, ctx: &ReplyContext<'_>, code: ReplyCode, lifetime: u16) {
+    pub(crate) fn send_reply(&mut self, ctx: &ReplyContext<'_>, code: ReplyCode, lifetime: u16) {
         let repr = RegistrationReplyRepr {
             code,
             lifetime,
@@ -552,7 +587,9 @@ impl HomeAgent {
                 care_of_address: b.care_of_address,
                 last_for_home: last,
             });
+            self.sid_binding_gone(now, b.home_address, b.care_of_address, TransferEnd::Expired);
         }
+        self.sid_wake_up_timers(now);
     }
 
     /// Removes every binding of a home address at an administrator's request.
@@ -570,6 +607,7 @@ impl HomeAgent {
                 reason: RemovalReason::Revoked,
                 last_for_home: i + 1 == n,
             });
+            self.sid_binding_gone(now, home, b.care_of_address, TransferEnd::Revoked);
         }
         n > 0
     }
@@ -586,7 +624,10 @@ impl HomeAgent {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.bindings.next_expiry()
+        match (self.bindings.next_expiry(), self.sid.next_wake_up()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The bindings current at `now` (expired ones are not shown even before the
@@ -606,6 +647,12 @@ impl HomeAgent {
                 tunnel: TunnelKind::from_flags(b.flags),
                 reverse_tunnel: b.flags.contains(RegistrationFlags::T),
                 request_source: b.request_source,
+                transfer: self
+                    .sid
+                    .transfers
+                    .get(&b.home_address)
+                    .filter(|t| t.target == b.care_of_address)
+                    .map(|t| t.snapshot(now)),
             })
             .collect()
     }

@@ -10,9 +10,11 @@ pub mod daemon;
 pub mod dataplane;
 pub mod home_agent;
 mod request;
+pub mod sid;
 pub mod stats;
 
 pub use bindings::{BindingSnapshot, TunnelKind};
 pub use config::{DaemonConfig, HomeAgentConfig};
 pub use home_agent::{HaEvent, HomeAgent, RemovalReason};
-pub use stats::{DiscardReason, HaStats};
+pub use sid::{SidConfig, SidEvent, TransferEnd};
+pub use stats::{DiscardReason, HaStats, SidStats};

@@ -2,9 +2,10 @@
 //! from its extensions, before any decision is taken.
 
 use mip_core::wire::{
-    is_skippable, Extension, RegistrationRequest, RegistrationRequestRepr,
-    VendorExtension, WireError, AUTH_EXT_COVERED_HEADER,
+    is_skippable, Extension, ExtensionIter, RegistrationRequest, RegistrationRequestRepr,
+    VendorExtension, WireError, AUTH_EXT_COVERED_HEADER, REQUEST_FIXED_LEN,
 };
+use sid_ext::wire::{SidError, SidExtensions};
 
 /// An authentication extension and the bytes its authenticator covers (RFC 5944 3.5.1).
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,10 @@ pub(crate) struct ScannedRequest<'a> {
     pub mobile_critical_vendor: Option<VendorExtension<'a>>,
     /// A critical vendor extension added after it (by a foreign agent).
     pub foreign_critical_vendor: Option<VendorExtension<'a>>,
+    /// The SID elements (CVSEs of the SID organization, which the two fields above
+    /// leave out) when SID is enabled; their errors are answered once the sender is
+    /// authenticated.
+    pub sid: Option<Result<SidExtensions<'a>, SidError>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +48,8 @@ impl From<WireError> for ScanError {
     }
 }
 
-pub(crate) fn scan(payload: &[u8]) -> Result<ScannedRequest<'_>, ScanError> {
+/// `sid_org`: the SID Vendor/Org-ID when SID is enabled.
+pub(crate) fn scan(payload: &[u8], sid_org: Option<u32>) -> Result<ScannedRequest<'_>, ScanError> {
     let packet = RegistrationRequest::new_checked(payload)?;
     let repr = RegistrationRequestRepr::parse(&packet)?;
     let mut scanned = ScannedRequest {
@@ -54,10 +60,11 @@ pub(crate) fn scan(payload: &[u8]) -> Result<ScannedRequest<'_>, ScanError> {
         first_foreign_home_auth: None,
         mobile_critical_vendor: None,
         foreign_critical_vendor: None,
+        sid: sid_org.map(|org| SidExtensions::collect(org, ExtensionIter::new(payload, REQUEST_FIXED_LEN))),
     };
     // The iterator borrows `packet`, which borrows `payload`; take slices of `payload`
     // itself so that what we keep lives as long as the datagram.
-    let extensions = mip_core::wire::ExtensionIter::new(payload, mip_core::wire::REQUEST_FIXED_LEN);
+    let extensions = ExtensionIter::new(payload, REQUEST_FIXED_LEN);
     for item in extensions {
         let item = item?;
         let covered = payload
@@ -85,6 +92,7 @@ pub(crate) fn scan(payload: &[u8]) -> Result<ScannedRequest<'_>, ScanError> {
                     scanned.nai = Some(nai);
                 }
             }
+            Extension::CriticalVendor(v) if Some(v.org_id) == sid_org => {}
             Extension::CriticalVendor(v) => {
                 let slot = if before_mobile_home_auth {
                     &mut scanned.mobile_critical_vendor

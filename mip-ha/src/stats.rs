@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a datagram was dropped without a reply. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -48,6 +48,35 @@ pub struct HaStats {
     pub bindings_removed: u64,
     pub bindings_expired: u64,
     pub bindings_revoked: u64,
+    /// Session Inter-Device transfers (issue 4).
+    pub sid: SidStats,
+}
+
+/// Counters of SID transfers and wake-ups.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SidStats {
+    /// Transfers accepted from a Transferring Node.
+    pub transfers_started: u64,
+    /// Renewals accepted from a Target (lifetime 0 included).
+    pub renewals: u64,
+    /// Further transfers accepted (binding moved to a second Target).
+    pub further_transfers: u64,
+    /// Stop-transfer demands accepted (with or without a running transfer).
+    pub stop_transfer_demands: u64,
+    /// Transfers ended, for any reason.
+    pub transfers_ended: u64,
+    /// Requests under a session SPI whose authenticator did not verify.
+    pub target_authentication_failures: u64,
+    /// Session keys that could not be recovered (answered 134).
+    pub key_failures: u64,
+    /// SID requests refused for any reason.
+    pub refused: u64,
+    pub wake_ups_sent: u64,
+    pub wake_ups_acknowledged: u64,
+    /// Wake-ups given up after the last try.
+    pub wake_ups_abandoned: u64,
+    /// Acknowledgements that matched no wake-up or failed authentication (dropped).
+    pub bad_acknowledgements: u64,
 }
 
 impl HaStats {

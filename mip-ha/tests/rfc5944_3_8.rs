@@ -360,7 +360,8 @@ fn s1_9_unknown_extension_from_128_is_skipped() {
 #[test]
 fn rfc3115_critical_vendor_extension_not_understood_is_denied_140() {
     let mut ha = ha();
-    let cvse = Extension::CriticalVendor(VendorExtension { org_id: 32473, vendor_type: 9, value: &[0; 4] });
+    // An organization this agent knows nothing of (32473 is SID's, tests/sid_agent.rs).
+    let cvse = Extension::CriticalVendor(VendorExtension { org_id: 9, vendor_type: 9, value: &[0; 4] });
     ha.handle_datagram(t(0), from_mn(COA1), &signed(&repr(t(0), COA1, 300), &[cvse], &mn_sa()));
     assert_eq!(u8::from(reply(&mut ha, &mn_sa()).1.code), 140);
     assert!(ha.bindings(t(0)).is_empty());

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use mip_core::wire::ReplyCode;
 use mip_ha::config::DEFAULT_CONTROL_SOCKET;
 use mip_ha::control::{BindingInfo, ControlOk, ControlRequest, ControlResponse, ErrorKind, StatsReport};
+use mip_ha::SidStats;
 use serde::Serialize;
 
 const EXIT_USAGE: u8 = 2;
@@ -203,14 +204,73 @@ fn bindings_table(bindings: &[BindingInfo]) -> String {
             row
         })
         .collect();
+    let mut out = aligned(&header, &rows);
+    let transfers = transfers_table(bindings, traffic);
+    if !transfers.is_empty() {
+        out.push_str("\nSID transfers:\n");
+        out.push_str(&transfers);
+    }
+    out
+}
+
+/// The transfer bindings (issue 4): Transferring Node, Target, lifetime left, permission
+/// F, reverse-path mode and counters; empty when there is none.
+fn transfers_table(bindings: &[BindingInfo], traffic: bool) -> String {
+    let mut header: Vec<String> =
+        ["TRANSFERRING-NODE", "TARGET", "LIFETIME", "F", "REVERSE-PATH", "SESSION-SPI", "RENEWALS", "HOPS", "AGE"]
+            .map(String::from)
+            .to_vec();
+    if traffic {
+        header.extend(["PKTS-OUT", "PKTS-IN"].map(String::from));
+    }
+    header.push("WAKE-UP-TO".into());
+    let rows: Vec<Vec<String>> = bindings
+        .iter()
+        .filter_map(|b| b.transfer.as_ref().map(|t| (b, t)))
+        .map(|(b, t)| {
+            let reverse = serde_json::to_value(t.reverse_path)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_else(|| "?".into());
+            let mut row = vec![
+                t.transferring_node.to_string(),
+                t.target.to_string(),
+                format!("{}/{}s", b.lifetime_remaining, b.lifetime_granted),
+                if t.further_transfer { "yes".into() } else { "no".into() },
+                reverse,
+                t.session_spi.to_string(),
+                t.renewals.to_string(),
+                t.hops.to_string(),
+                format!("{}s", t.age),
+            ];
+            if traffic {
+                let c = b.traffic.unwrap_or_default();
+                row.extend([c.packets_out, c.packets_in].map(|n| n.to_string()));
+            }
+            row.push(match (t.interim_address, &t.link_layer_address) {
+                (Some(a), _) => a.to_string(),
+                (None, Some(mac)) => mac.clone(),
+                (None, None) => "-".into(),
+            });
+            row
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    aligned(&header, &rows)
+}
+
+/// Left-aligned columns two spaces apart, one line per row, header first.
+fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
@@ -238,6 +298,27 @@ fn stats_text(s: &StatsReport) -> String {
     let mut out = String::new();
     for (name, n) in counters {
         out.push_str(&format!("{name:<24} {n:>10}\n"));
+    }
+    if *s.sid != SidStats::default() {
+        out.push_str("\nSID transfers:\n");
+        let x = &s.sid;
+        let counters = [
+            ("transfers started", x.transfers_started),
+            ("renewals", x.renewals),
+            ("further transfers", x.further_transfers),
+            ("stop-transfer demands", x.stop_transfer_demands),
+            ("transfers ended", x.transfers_ended),
+            ("session auth. failures", x.target_authentication_failures),
+            ("session keys unusable", x.key_failures),
+            ("SID requests refused", x.refused),
+            ("wake-ups sent", x.wake_ups_sent),
+            ("wake-ups acknowledged", x.wake_ups_acknowledged),
+            ("wake-ups abandoned", x.wake_ups_abandoned),
+            ("bad acknowledgements", x.bad_acknowledgements),
+        ];
+        for (name, n) in counters {
+            out.push_str(&format!("  {name:<26} {n:>10}\n"));
+        }
     }
     if !s.denied.is_empty() {
         out.push_str("\ndenied by code:\n");
@@ -311,7 +392,37 @@ mod tests {
             reverse_tunnel: true,
             request_source: "198.19.1.10:434".parse().unwrap(),
             traffic: None,
+            transfer: None,
         }
+    }
+
+    #[test]
+    fn transfer_bindings_get_their_own_table() {
+        use mip_ha::sid::{ReversePath, TransferSnapshot};
+        let mut b = binding([198, 18, 0, 10], None);
+        b.transfer = Some(TransferSnapshot {
+            transferring_node: [198, 18, 0, 10].into(),
+            target: [198, 19, 1, 10].into(),
+            further_transfer: true,
+            reverse_path: ReversePath::ReverseTunnel,
+            session_spi: 4096,
+            age: 75,
+            renewals: 3,
+            hops: 1,
+            previous_targets: vec![[198, 19, 2, 10].into()],
+            link_layer_address: Some("02:00:c6:12:00:0a".into()),
+            interim_address: None,
+        });
+        let text = render(&Output::Bindings(vec![b, binding([198, 18, 0, 11], None)]));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|l| *l == "SID transfers:").unwrap();
+        assert!(lines[at + 1].starts_with("TRANSFERRING-NODE  TARGET"), "{text}");
+        let row = lines[at + 2];
+        assert!(row.starts_with("198.18.0.10        198.19.1.10  42/600s"), "{text}");
+        assert!(row.contains(" yes ") && row.contains(" reverse-tunnel ") && row.contains(" 4096 "), "{text}");
+        assert!(row.ends_with("02:00:c6:12:00:0a") && lines.len() == at + 3, "{text}");
+        let no_transfer = render(&Output::Bindings(vec![binding([198, 18, 0, 11], None)]));
+        assert!(!no_transfer.contains("SID"));
     }
 
     #[test]

@@ -334,7 +334,18 @@ pub fn delete_namespaces(namespaces: &[String]) -> Result<()> {
         .iter()
         .map(|n| format!("netns del {n}\n"))
         .collect();
-    ip_batch(None, &batch)
+    let Err(first) = ip_batch(None, &batch) else { return Ok(()) };
+    // Another process (a `sid-lab down`, or a test removing stale labs) may delete some of
+    // the same namespaces at the same moment, which stops the batch at that line: finish
+    // one by one. What counts is that none is left.
+    for n in existing.iter().filter(|n| netns_path(n).exists()) {
+        let _ = ip_batch(None, &format!("netns del {n}\n"));
+    }
+    if existing.iter().all(|n| !netns_path(n).exists()) {
+        Ok(())
+    } else {
+        Err(first)
+    }
 }
 
 /// Removes every lab whose namespaces match `pick`; returns the prefixes removed.
