@@ -1,5 +1,5 @@
 //! The Agent's side of Session Inter-Device mobility (issue 4 items 3-6, patent FIG. 1a),
-//! sans-IO: one test per rule of docs/sid-agent.md.
+//! sans-IO: one test per rule of RFC-NOTES.md, "SID — the Agent (home agent) side".
 
 mod common;
 

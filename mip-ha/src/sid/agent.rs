@@ -1,4 +1,4 @@
-//! The Agent's processing of SID requests (docs/sid-agent.md): transfers and
+//! The Agent's processing of SID requests (RFC-NOTES.md, "SID — the Agent (home agent) side"): transfers and
 //! stop-transfer demands from the Transferring Node (TN), renewals and further transfers
 //! from the Target. The TN's requests reach here after the home agent authenticated them
 //! under the TN's own association and checked their Identification (RFC 5944 3.8.2.1);

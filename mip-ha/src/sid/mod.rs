@@ -5,7 +5,7 @@
 //! asks, under its own mobility security association, that its address be tunnelled to a
 //! Target; the Target then renews under a temporary association keyed by the session key
 //! and may hand the session on; the TN can stop the transfer at any time; every end wakes
-//! the TN up. Formats: `docs/sid-formats.md`; processing rules: `docs/sid-agent.md`.
+//! the TN up. Formats: `docs/sid-formats.md`; processing rules: `RFC-NOTES.md, "SID — the Agent (home agent) side"`.
 //!
 //! Everything here is sans-IO and runs inside [`HomeAgent`](crate::HomeAgent):
 //! - the binding is an ordinary entry of the binding list (TN address -> Target), so the
