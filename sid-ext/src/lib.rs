@@ -6,5 +6,6 @@
 //!   (RFC 6098 Generic Notification); byte layouts in `RFC-NOTES.md, "SID formats"`.
 
 pub mod crypto;
+pub mod device;
 pub mod negotiation;
 pub mod wire;

@@ -2,3 +2,4 @@
 pub mod mn;
 pub mod mn_config;
 pub mod lab;
+pub mod sid;

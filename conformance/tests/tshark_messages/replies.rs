@@ -433,11 +433,12 @@ fn scenarios() -> Bench {
         );
     }
 
-    // 140: a Critical Vendor/Organization Specific Extension it does not understand.
+    // 140: a Critical Vendor/Organization Specific Extension it does not understand (an
+    // organization other than the one whose SID extensions the home agent knows).
     let mut ha = HomeAgent::new(ha_config(), 1);
     let r = repr(t(0), 0, COA1, 300);
     let cvse = Extension::CriticalVendor(VendorExtension {
-        org_id: DOC_ENTERPRISE,
+        org_id: 9,
         vendor_type: 9,
         value: &[0; 4],
     });
