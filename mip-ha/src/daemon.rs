@@ -2,7 +2,9 @@
 //!
 //! It owns the registration UDP socket, the clock, one timer and the control socket;
 //! every decision is the state machine's. One task (the main loop) owns the home agent;
-//! control connections hand their requests to it over a channel.
+//! control connections hand their requests to it over a channel. SID wake-ups for the
+//! home link (`poll_link_transmit`) leave as frames through the data plane, which also
+//! learns the Transferring Node's MAC from the SID events.
 
 use std::future::Future;
 use std::io;
@@ -29,6 +31,7 @@ use crate::config::{ConfigError, DaemonConfig};
 use crate::control::{self, ControlRequest, ControlResponse, ErrorKind, MAX_REQUEST_LEN};
 use crate::dataplane::Dataplane;
 use crate::home_agent::{HaEvent, HomeAgent};
+use crate::sid::SidEvent;
 
 /// Datagrams read per wake-up before the loop looks at its timer and control socket.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 256;
@@ -240,9 +243,11 @@ pub async fn run_until(
     let permits = Arc::new(Semaphore::new(MAX_CONTROL_CONNECTIONS));
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
+    let mut unsent_link = 0u64;
     tokio::pin!(shutdown);
 
     loop {
+        // Includes the SID wake-up retries: their next copy is a timeout like any other.
         let deadline = ha.poll_timeout().map(|t| {
             // The tokio timer rounds to milliseconds; wake a little late rather than early.
             Instant::now() + t.saturating_duration_since(now()) + Duration::from_millis(1)
@@ -275,7 +280,7 @@ pub async fn run_until(
             },
             () = sleep_until_opt(deadline) => ha.handle_timeout(now()),
         }
-        flush(&udp, &mut ha, dataplane.as_ref()).await;
+        flush(&udp, &mut ha, dataplane.as_ref(), &mut unsent_link).await;
     }
     drop(dataplane);
     drop(guard);
@@ -291,8 +296,17 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Sends what the home agent wants sent, hands its events to the data plane and logs
-/// them.
-async fn flush(udp: &UdpSocket, ha: &mut HomeAgent, dataplane: Option<&Dataplane>) {
+/// them. `unsent_link` counts wake-ups that had no data plane to go out through.
+async fn flush(udp: &UdpSocket, ha: &mut HomeAgent, dataplane: Option<&Dataplane>, unsent_link: &mut u64) {
+    // SID events before binding events: a stop-transfer demand that carries a new MAC
+    // must be learnt before the binding's removal asks for the gratuitous ARP that
+    // announces the node.
+    while let Some(event) = ha.poll_sid_event() {
+        if let Some(dp) = dataplane {
+            dp.apply_sid(&event);
+        }
+        log_sid_event(&event);
+    }
     // Events first: the data plane must tunnel to a new care-of address before the
     // reply tells the node it may use it.
     while let Some(event) = ha.poll_event() {
@@ -305,11 +319,31 @@ async fn flush(udp: &UdpSocket, ha: &mut HomeAgent, dataplane: Option<&Dataplane
             _ => info!(event = %json, "home agent event"),
         }
     }
+    while let Some(tx) = ha.poll_link_transmit() {
+        match dataplane {
+            Some(dp) => {
+                if let Err(e) = dp.send_link(&tx) {
+                    warn!(destination = %tx.destination, "cannot send the wake-up frame: {e}");
+                }
+            }
+            None => {
+                // The sans-IO retries go on; without home_interface none can leave.
+                *unsent_link += 1;
+                warn!(destination = %tx.destination, unsent = *unsent_link,
+                    "wake-up for the home link not sent: no data plane (set home_interface)");
+            }
+        }
+    }
     while let Some(tx) = ha.poll_transmit() {
         if let Err(e) = udp.send_to(&tx.payload, SocketAddr::V4(tx.destination)).await {
             warn!(destination = %tx.destination, "cannot send reply: {e}");
         }
     }
+}
+
+fn log_sid_event(event: &SidEvent) {
+    let json = serde_json::to_string(event).unwrap_or_default();
+    info!(event = %json, "SID event");
 }
 
 /// Reads at most [`MAX_DATAGRAMS_PER_WAKE`] datagrams and feeds them to the home agent.

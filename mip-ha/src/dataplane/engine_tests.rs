@@ -321,3 +321,31 @@ fn too_big_from_inside_the_tunnel_lowers_its_mtu() {
     let (dst, err) = out.ips.pop().unwrap();
     assert_eq!((dst, err[20], err[21], u16::from_be_bytes([err[26], err[27]])), (CN, 3, 4, 1380));
 }
+
+#[test]
+fn udp_frame_to_a_stored_mac_bypasses_arp_with_both_checksums_right() {
+    let e = engine(1500);
+    let mut out = Sink::default();
+    let (from, to) = (std::net::SocketAddrV4::new(HA, 434), std::net::SocketAddrV4::new(HOME, 434));
+    // Short enough to need padding to the Ethernet minimum.
+    e.send_udp_frame(MN_MAC, from, to, b"wake", &mut out).unwrap();
+    e.send_udp_frame(MN_MAC, from, to, &[0x16; 90], &mut out).unwrap();
+    assert_eq!(out.frames[0].len(), ethernet::MIN_FRAME_LEN);
+    let f = ethernet::parse(&out.frames[1]).unwrap();
+    assert_eq!((f.dst, f.src, f.ethertype), (MN_MAC, HA_MAC, ETHERTYPE_IPV4));
+    let mut pkt = f.payload.to_vec();
+    let info = ipv4::parse(&pkt).unwrap();
+    assert_eq!((info.src, info.dst, info.ttl, info.protocol), (HA, HOME, 64, ipv4::PROTO_UDP));
+    assert_eq!(info.total_len, 20 + 8 + 90);
+    assert_eq!(ipv4::checksum(&pkt[..20]), 0, "header checksum");
+    assert_eq!(&pkt[20..26], &[1, 0xb2, 1, 0xb2, 0, 98], "ports 434 -> 434, length 98");
+    let sent = pkt.clone();
+    fill_l4_checksum(&mut pkt).unwrap();
+    assert_eq!(sent, pkt, "UDP checksum right");
+    assert_ne!(&sent[26..28], &[0, 0]);
+    assert_eq!(&sent[28..], &[0x16; 90]);
+    // Too big for the link: not sent, counted.
+    assert!(e.send_udp_frame(MN_MAC, from, to, &[0; 1500], &mut out).is_err());
+    let r = e.stats().report();
+    assert_eq!((r.link_frames_sent, r.link_frames_failed, out.frames.len()), (2, 1, 2));
+}

@@ -39,6 +39,7 @@ use super::stats::{DataplaneReport, DataplaneStats, TrafficCounters};
 use super::table::{Announce, Table};
 use super::{AdvertConfig, DataplaneConfig, GRATUITOUS_ARP_INTERVAL};
 use crate::home_agent::HaEvent;
+use crate::sid::{LinkTransmit, SidEvent};
 
 /// How often threads look at the stop flag and the gratuitous-ARP schedule.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -159,10 +160,26 @@ impl Output for Sockets {
     }
 }
 
+/// Frames from the control plane's task: never blocks it (a full queue is an error,
+/// counted; the sans-IO wake-up retries).
+struct ControlOutput<'a>(&'a Socket);
+
+impl Output for ControlOutput<'_> {
+    fn frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.0.send_with_flags(frame, libc::MSG_DONTWAIT).map(drop)
+    }
+
+    fn ip(&mut self, _dst: Ipv4Addr, _packet: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "the control plane sends IP through its UDP socket"))
+    }
+}
+
 /// A running data plane. Dropping it stops its threads.
 pub struct Dataplane {
     table: Arc<RwLock<Table>>,
     stats: Arc<DataplaneStats>,
+    engine: Arc<Engine>,
+    link: Arc<Socket>,
     mac: MacAddr,
     announce: mpsc::Sender<Announce>,
     stop: Arc<AtomicBool>,
@@ -236,7 +253,8 @@ impl Dataplane {
             tunnel_mtu = config.tunnel_mtu, advertise = adv.periodic,
             advertisement_interval_ms = adv.interval.as_millis() as u64,
             advertisement_lifetime = adv.lifetime, "home agent data plane running");
-        Ok(Dataplane { table, stats, mac, announce: tx, stop, threads })
+        let link = Arc::clone(&send.link);
+        Ok(Dataplane { table, stats, engine, link, mac, announce: tx, stop, threads })
     }
 
     pub fn mac(&self) -> MacAddr {
@@ -258,6 +276,41 @@ impl Dataplane {
 
     pub fn report(&self) -> DataplaneReport {
         self.stats.report()
+    }
+
+    /// Records `mac` for the served address `home` (as if learnt from its ARP); true
+    /// when it is new or changed.
+    pub fn learn(&self, home: Ipv4Addr, mac: MacAddr) -> bool {
+        let learnt = self.table.write().unwrap_or_else(|p| p.into_inner()).learn(home, mac);
+        if learnt {
+            super::stats::bump(&self.stats.macs_learned);
+        }
+        learnt
+    }
+
+    /// Learns a Transferring Node's MAC from the SID events that carry it, so that the
+    /// gratuitous ARP at the end of the transfer announces the node, not us. The event
+    /// must reach us before the binding removal it precedes (the daemon sees to it).
+    pub fn apply_sid(&self, event: &SidEvent) {
+        let (tn, mac) = match *event {
+            SidEvent::TransferStarted { transferring_node, link_layer_address: Some(mac), .. } => {
+                (transferring_node, mac)
+            }
+            SidEvent::LinkLayerAddressChanged { transferring_node, link_layer_address } => {
+                (transferring_node, link_layer_address)
+            }
+            _ => return,
+        };
+        if self.learn(tn, mac) {
+            debug!(tn = %tn, mac = %mip_core::dataplane::ethernet::format_mac(&mac),
+                "learnt a transferring node's MAC from SID");
+        }
+    }
+
+    /// Sends a SID wake-up as an Ethernet frame to the stored MAC on the home link,
+    /// bypassing ARP; counted in `link_frames_sent` / `link_frames_failed`.
+    pub fn send_link(&self, t: &LinkTransmit) -> io::Result<()> {
+        self.engine.send_udp_frame(t.mac, t.source, t.destination, &t.payload, &mut ControlOutput(&self.link))
     }
 
     pub fn traffic(&self, home: Ipv4Addr, care_of: Ipv4Addr) -> Option<TrafficCounters> {

@@ -122,6 +122,10 @@ pub struct DataplaneStats {
     pub solicitations_answered: AtomicU64,
     pub solicitations_rate_limited: AtomicU64,
     pub solicitations_malformed: AtomicU64,
+    /// UDP datagrams of the control plane sent as frames to a stored MAC, bypassing
+    /// ARP (SID wake-ups), and those that could not be built or sent.
+    pub link_frames_sent: AtomicU64,
+    pub link_frames_failed: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -179,6 +183,8 @@ impl DataplaneStats {
             solicitations_answered: l(&self.solicitations_answered),
             solicitations_rate_limited: l(&self.solicitations_rate_limited),
             solicitations_malformed: l(&self.solicitations_malformed),
+            link_frames_sent: l(&self.link_frames_sent),
+            link_frames_failed: l(&self.link_frames_failed),
             dropped: DropReason::ALL
                 .iter()
                 .map(|r| (r.name().to_string(), self.dropped(*r)))
@@ -223,6 +229,12 @@ pub struct DataplaneReport {
     pub solicitations_rate_limited: u64,
     #[serde(default)]
     pub solicitations_malformed: u64,
+    /// SID wake-ups sent as frames to the Transferring Node's MAC (ARP bypassed), and
+    /// those that could not be built or sent.
+    #[serde(default)]
+    pub link_frames_sent: u64,
+    #[serde(default)]
+    pub link_frames_failed: u64,
     /// Drops by reason (`malformed`, `unregistered_care_of`, ...); zero counts left out.
     pub dropped: BTreeMap<String, u64>,
 }
