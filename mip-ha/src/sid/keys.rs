@@ -15,63 +15,15 @@
 //! is used for nothing else at the Agent: the next key is wrapped under a key HKDF derives
 //! from it, which is a different key.
 
-use std::net::Ipv4Addr;
 
-use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
 use sid_ext::crypto::{self, CryptoError, PrivateKey, SessionKey};
 use sid_ext::wire::{EncryptedSessionKey, SessionKeyAlgorithm};
 
-/// First bytes of every [`transfer_context`].
-pub const TRANSFER_CONTEXT_LABEL: &[u8; 16] = b"sidmip agent v1 ";
-/// Length of a [`transfer_context`].
-pub const TRANSFER_CONTEXT_LEN: usize = 16 + 1 + 16;
-
-/// Which request carries the key: it is part of the context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum TransferStage {
-    /// From the TN, under its mobility security association.
-    Transfer = 1,
-    /// From the current Target, under the current session association.
-    FurtherTransfer = 2,
-}
-
-/// The context bound into the key protection, 33 bytes:
-///
-/// ```text
-/// 0..16  "sidmip agent v1 " (ASCII, the last byte a space)
-/// 16     stage: 1 transfer (from the TN), 2 further transfer (from the current Target)
-/// 17..21 the TN's address (the request's Home Address)
-/// 21..25 the Target's address (the Target Address element: the new tunnel end)
-/// 25..29 the Session SPI element (big endian): the SPI the new key will be used under
-/// 29..33 the Agent's address (the request's Home Agent field)
-/// ```
-pub fn transfer_context(
-    stage: TransferStage,
-    transferring_node: Ipv4Addr,
-    target: Ipv4Addr,
-    session_spi: u32,
-    agent: Ipv4Addr,
-) -> [u8; TRANSFER_CONTEXT_LEN] {
-    let mut c = [0u8; TRANSFER_CONTEXT_LEN];
-    let (label, rest) = c.split_at_mut(TRANSFER_CONTEXT_LABEL.len());
-    label.copy_from_slice(TRANSFER_CONTEXT_LABEL);
-    let fields = [
-        &[stage as u8][..],
-        &transferring_node.octets(),
-        &target.octets(),
-        &session_spi.to_be_bytes(),
-        &agent.octets(),
-    ];
-    let mut at = 0;
-    for f in fields {
-        if let Some(dst) = rest.get_mut(at..at + f.len()) {
-            dst.copy_from_slice(f);
-        }
-        at += f.len();
-    }
-    c
-}
+// The context and the temporary association are defined once, in sid-ext, where the
+// devices that build the requests use them too: both ends must agree byte for byte.
+pub use sid_ext::device::{
+    session_association, transfer_context, TransferStage, TRANSFER_CONTEXT_LABEL, TRANSFER_CONTEXT_LEN,
+};
 
 /// Why the Agent could not recover a session key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -113,20 +65,11 @@ pub fn wrap_session_key(
     crypto::wrap_for_association(key, association_key, context)
 }
 
-/// The temporary Agent/Target association: HMAC-MD5 keyed by the session key, timestamps.
-pub fn session_association(spi: u32, key: &SessionKey) -> SecurityAssociation {
-    SecurityAssociation {
-        spi,
-        algorithm: AuthAlgorithm::HmacMd5,
-        key: key.as_bytes().to_vec(),
-        replay: ReplayMethod::Timestamp,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn context_layout() {
