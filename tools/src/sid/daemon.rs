@@ -17,6 +17,7 @@ use super::config::SidConfig;
 use super::control::{Request, Response};
 use super::core::{Core, NetAction};
 use super::datapath::{suppress, Suppressed};
+use super::neigh::{self, Neighbour};
 use crate::mn::datapath::{inbound, outbound, Buffers, Colocation, Inbound, Outbound};
 use crate::mn::netcfg::{self, IpCommand, NetPlan, Sysctl};
 use crate::mn::packet::{self, ArpSender, RawSender, Receiver};
@@ -104,6 +105,8 @@ struct Shell {
     colocation: Option<Colocation>,
     link_mtu: u16,
     identification: u16,
+    /// Neighbour entries made permanent at release (see [`neigh`]).
+    pinned: Vec<Neighbour>,
 }
 
 enum Wake {
@@ -161,7 +164,7 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
     let link_mtu = cfg.tun_mtu;
     info!(identity = %cfg.identity, address = %cfg.address, data_plane = cfg.data_plane, "sidctl serve started");
     let core = Core::new(cfg, mac).map_err(ServeError::Setup)?;
-    let mut s = Shell { core, neg, reg, net, colocation: None, link_mtu, identification: rand::random() };
+    let mut s = Shell { core, neg, reg, net, colocation: None, link_mtu, identification: rand::random(), pinned: Vec::new() };
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
@@ -215,6 +218,7 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
             }
         }
     }
+    s.unpin().await;
     let _ = std::fs::remove_file(&s.core.cfg.control_socket);
     info!("stopped");
     Ok(())
@@ -253,10 +257,18 @@ impl Shell {
             NetAction::Remove { .. } => self.colocation = None,
             _ => {}
         }
-        let Some(net) = &self.net else { return };
+        if self.net.is_none() {
+            return;
+        }
         if let Err(e) = netcfg::apply(&self.core.cfg.ip_command, &plan_for(&self.core.cfg, &a)).await {
             warn!(?a, "network change failed: {e}");
         }
+        match a {
+            NetAction::Release { .. } => self.pin().await,
+            NetAction::TakeBack { .. } => self.unpin().await,
+            _ => {}
+        }
+        let Some(net) = &self.net else { return };
         if let NetAction::TakeBack { address } = a {
             // RFC 5944 4.6: announce the address again, request and reply form.
             let mut frame = [0u8; 64];
@@ -269,6 +281,36 @@ impl Shell {
                 }
             }
         }
+    }
+
+    /// Release: the TN's kernel must send no ARP with the released address from now on.
+    async fn pin(&mut self) {
+        let cfg = &self.core.cfg;
+        let out = tokio::process::Command::new(&cfg.ip_command)
+            .args(["-4", "neigh", "show", "dev", &cfg.interface])
+            .output()
+            .await;
+        let found = match out {
+            Ok(o) if o.status.success() => neigh::parse_neighbours(&String::from_utf8_lossy(&o.stdout)),
+            Ok(o) => return warn!("ip neigh show: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            Err(e) => return warn!("ip neigh show: {e}"),
+        };
+        if let Err(e) = netcfg::apply(&cfg.ip_command, &neigh::pin_plan(&found, &cfg.interface)).await {
+            warn!("pinning neighbours: {e}");
+        }
+        info!(count = found.len(), "neighbour entries pinned while the address is released");
+        self.pinned.extend(found);
+    }
+
+    async fn unpin(&mut self) {
+        if self.pinned.is_empty() {
+            return;
+        }
+        let cfg = &self.core.cfg;
+        if let Err(e) = netcfg::apply(&cfg.ip_command, &neigh::unpin_plan(&self.pinned, &cfg.interface)).await {
+            warn!("releasing pinned neighbours: {e}");
+        }
+        self.pinned.clear();
     }
 
     async fn control(&mut self, stream: UnixStream) {

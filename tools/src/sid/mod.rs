@@ -6,6 +6,7 @@
 //! - [`control`]: the JSON-line protocol of the Unix control socket;
 //! - [`core`]: the daemon's state without I/O (commands, events, network actions);
 //! - [`datapath`]: what the Target's data plane suppresses (resets, unreachables);
+//! - [`neigh`]: the TN's neighbour entries pinned while its address is released;
 //! - [`daemon`]: the I/O loop.
 
 pub mod config;
@@ -13,3 +14,4 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod datapath;
+pub mod neigh;
