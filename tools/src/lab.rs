@@ -7,6 +7,7 @@
 //! - [`netns`]: naming of lab namespaces, leftovers of killed processes, running a closure
 //!   inside a namespace.
 //! - [`traffic`]: the probe formats of `sid-traffic` and their analysis (loss and gaps per move).
+//! - [`sid`]: the SID devices (Agent, Transferring Node, Targets) and the `sidctl` calls that drive them.
 //! - [`scenario`]: scenarios over a `Lab` that return a serializable report (`sid-lab run`).
 //!
 //! Everything here needs root (namespaces, bridges, raw sockets) and touches only
@@ -18,6 +19,7 @@ pub mod netns;
 pub mod ping;
 pub mod process;
 pub mod scenario;
+pub mod sid;
 pub mod topology;
 pub mod traffic;
 

@@ -8,17 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tools::lab::mobility::{self, LAB_KEY};
+use tools::lab::mobility;
+use tools::lab::sid::{any_transfer, negotiate_and_transfer, sidctl, start_devices, wait_status, Devices, TargetSpec, DEADLINE};
 use tools::lab::scenario::read_arrivals;
 use tools::lab::traffic::{now_us, Arrival, TcpRecvReport, TcpSendReport, UdpSendReport};
 use tools::lab::{Lab, LabChild};
 
-const PSK: &str = "7369642d6465736b2d6c6170746f702d70736b2d30303031";
 const PPS: u64 = 500;
-/// Every wait for a state change is bounded by this.
-const DEADLINE: Duration = Duration::from_secs(10);
 /// How long each phase is measured, after its settling time.
 const WINDOW: Duration = Duration::from_secs(2);
 /// Time left after a state change for ARP caches to follow: the router on the home LAN
@@ -45,44 +43,9 @@ fn tool(name: &str) -> String {
     tools::lab::guard::find_tool(name).expect("tool built").to_string_lossy().into_owned()
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-/// One `sidctl --json` client call inside `host`; the daemon's whole response.
-fn sidctl(lab: &Lab, host: &str, socket: &Path, args: &[&str]) -> serde_json::Value {
-    let sock = socket.to_string_lossy();
-    // coreutils `timeout`: a daemon that never answers fails the call, not the run.
-    let mut cmd = vec!["timeout".to_owned(), "5".into(), tool("sidctl"), "--socket".into(), sock.into_owned(), "--json".into()];
-    cmd.extend(args.iter().map(|s| (*s).to_owned()));
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let out = lab.exec(host, &cmd).expect("sidctl runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("sidctl {args:?} on {host}: {e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(v["ok"], true, "sidctl {args:?} on {host} refused: {v}");
-    v
-}
-
-/// Polls `status` until `pick` returns something, within [`DEADLINE`].
-fn wait_status<T>(lab: &Lab, host: &str, socket: &Path, what: &str, pick: impl Fn(&serde_json::Value) -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        let s = sidctl(lab, host, socket, &["status"]);
-        if let Some(t) = pick(&s["data"]) {
-            return t;
-        }
-        assert!(start.elapsed() < DEADLINE, "{host}: {what} not within {DEADLINE:?}; status: {s:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn any_transfer(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Object(m) => m.iter().any(|(k, x)| (k == "transfer" && !x.is_null()) || any_transfer(x)),
-        serde_json::Value::Array(a) => a.iter().any(any_transfer),
-        _ => false,
-    }
+/// The TN and one Target on foreign 1.
+fn start(lab: &Lab) -> Devices {
+    start_devices(lab, &[TargetSpec::new("fa1", "laptop", "198.18.1.1".parse().expect("address"))]).expect("devices start")
 }
 
 fn receiver(lab: &Lab, host: &str) -> (LabChild, PathBuf) {
@@ -111,87 +74,6 @@ fn measure(name: &'static str) -> Phase {
 /// The lab tests share the machine's two cores: one lab at a time keeps the timings honest.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
-/// The Agent and both devices' daemons, running; their control sockets.
-struct Devices {
-    _ha: LabChild,
-    _tn: LabChild,
-    _tg: LabChild,
-    ha_sock: PathBuf,
-    tn_sock: PathBuf,
-    tg_sock: PathBuf,
-}
-
-/// Gives the TN its address and starts `mip-ha` in `ha`, `sidctl serve` on `mn` (TN) and
-/// `fa1` (Target); returns once both control sockets exist.
-fn start_devices(lab: &Lab) -> Devices {
-    let dir = lab.workdir().to_path_buf();
-    lab.sh("mn", "ip addr add 198.18.0.10/24 dev eth0 && ip link set eth0 up && ip route replace default via 198.18.0.254")
-        .expect("TN address");
-
-    let ha_sock = dir.join("ha.sock");
-    let ha_cfg = dir.join("ha.toml");
-    write(
-        &ha_cfg,
-        &format!(
-            "[home_agent]\naddress = \"198.18.0.1\"\nprefix_len = 24\nlisten = \"0.0.0.0:434\"\n\
-             control_socket = \"{}\"\nmax_lifetime = 600\nhome_interface = \"eth0\"\n\n\
-             [sid]\nenabled = true\nwake_up_interval_ms = 200\n\n\
-             [[mobile_node]]\nhome_address = \"198.18.0.10\"\n[[mobile_node.sa]]\nspi = 256\nkey = \"{LAB_KEY}\"\n",
-            ha_sock.display()
-        ),
-    );
-    let tn_sock = dir.join("sid-tn.sock");
-    let tg_sock = dir.join("sid-target.sock");
-    let tn_cfg = dir.join("sid-tn.toml");
-    let tg_cfg = dir.join("sid-target.toml");
-    write(
-        &tn_cfg,
-        &format!(
-            "[device]\nidentity = \"desk\"\naddress = \"198.18.0.10\"\ninterface = \"eth0\"\n\
-             control_socket = \"{}\"\nlifetime = 120\n\n\
-             [agent]\naddress = \"198.18.0.1\"\nspi = 256\nkey = \"{LAB_KEY}\"\n\n\
-             [[peer]]\nidentity = \"laptop\"\naddress = \"198.18.1.1:4343\"\npsk = \"{PSK}\"\n",
-            tn_sock.display()
-        ),
-    );
-    write(
-        &tg_cfg,
-        &format!(
-            "[device]\nidentity = \"laptop\"\naddress = \"198.18.1.1\"\ninterface = \"eth0\"\n\
-             control_socket = \"{}\"\ntun_name = \"sid0\"\n\n\
-             [[peer]]\nidentity = \"desk\"\naddress = \"198.18.0.10:4343\"\npsk = \"{PSK}\"\n",
-            tg_sock.display()
-        ),
-    );
-    let cfg = |p: &Path| p.to_string_lossy().into_owned();
-    let ha = lab.spawn("ha", &[&tool("mip-ha"), "--config", &cfg(&ha_cfg)]).expect("mip-ha");
-    let tn = lab.spawn("mn", &[&tool("sidctl"), "serve", "--config", &cfg(&tn_cfg)]).expect("TN daemon");
-    let tg = lab.spawn("fa1", &[&tool("sidctl"), "serve", "--config", &cfg(&tg_cfg)]).expect("Target daemon");
-    for (host, sock) in [("mn", &tn_sock), ("fa1", &tg_sock)] {
-        let start = Instant::now();
-        while !sock.exists() {
-            assert!(start.elapsed() < DEADLINE, "{host}: sidctl serve did not open its control socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Devices { _ha: ha, _tn: tn, _tg: tg, ha_sock, tn_sock, tg_sock }
-}
-
-/// Offer from the TN, accepted on the Target, then the transfer; returns once the TN says
-/// transferred and the Target holds the address.
-fn negotiate_and_transfer(lab: &Lab, d: &Devices) {
-    let (tn_sock, tg_sock) = (&d.tn_sock, &d.tg_sock);
-    sidctl(lab, "mn", tn_sock, &["offer", "--peer", "laptop", "--role", "transferring"]);
-    let offer = wait_status(lab, "fa1", tg_sock, "the offer", |s| s["offers"].get(0)?["id"].as_u64());
-    sidctl(lab, "fa1", tg_sock, &["accept", &offer.to_string()]);
-    let id = wait_status(lab, "mn", tn_sock, "the negotiation", |s| {
-        s["negotiated"].as_array()?.iter().find(|n| n["role"] == "TransferringNode")?["id"].as_u64()
-    });
-    sidctl(lab, "mn", tn_sock, &["transfer", &id.to_string()]);
-    wait_status(lab, "mn", tn_sock, "state transferred", |s| (s["transferring_node"]["state"] == "transferred").then_some(()));
-    wait_status(lab, "fa1", tg_sock, "state holding", |s| s["target"]["state"].as_str()?.starts_with("holding").then_some(()));
-}
-
 #[test]
 fn session_moves_to_the_target_and_back_with_udp_stream() {
     if !nix::unistd::geteuid().is_root() {
@@ -202,8 +84,8 @@ fn session_moves_to_the_target_and_back_with_udp_stream() {
     let _serial = LAB_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     build_daemons();
     let lab = Lab::up(mobility::topology()).expect("lab up");
-    let devices = start_devices(&lab);
-    let (tn_sock, tg_sock, ha_sock) = (&devices.tn_sock, &devices.tg_sock, &devices.ha_sock);
+    let devices = start(&lab);
+    let (tn, tg, ha_sock) = (&devices.tn, &devices.targets[0], &devices.ha_socket);
     lab.wait_reachable("cn", "198.18.0.10".parse().expect("address"), DEADLINE).expect("TN reachable");
 
     let (tn_recv, tn_log) = receiver(&lab, "mn");
@@ -215,18 +97,18 @@ fn session_moves_to_the_target_and_back_with_udp_stream() {
 
     // Negotiation: offer from the TN, accepted on the Target; then the transfer.
     let t_neg = now_us();
-    negotiate_and_transfer(&lab, &devices);
+    negotiate_and_transfer(&lab, tn, tg, &[]).expect("transfer");
     let t_transferred = now_us();
     phases.push(measure("transferred (Target holds 198.18.0.10)"));
 
     // Stop-transfer demand from the TN: the Agent wakes it / it takes the address back.
     let t_stop = now_us();
-    sidctl(&lab, "mn", tn_sock, &["stop"]);
-    wait_status(&lab, "mn", tn_sock, "state home", |s| (s["transferring_node"]["state"] == "home").then_some(()));
+    sidctl(&lab, tn, &["stop"]).expect("stop demand");
+    wait_status(&lab, tn, "state home", |s| (s["transferring_node"]["state"] == "home").then_some(())).expect("TN home");
     let t_back = now_us();
     phases.push(measure("taken back (TN home again)"));
-    let tn_status = sidctl(&lab, "mn", tn_sock, &["status"]);
-    let tg_status = sidctl(&lab, "fa1", tg_sock, &["status"]);
+    let tn_status = sidctl(&lab, tn, &["status"]).expect("TN status");
+    let tg_status = sidctl(&lab, tg, &["status"]).expect("Target status");
 
     let admin = lab
         .exec("ha", &["timeout", "5", &tool("ha-admin"), "--socket", &ha_sock.to_string_lossy(), "--json", "binding", "list"])
@@ -385,8 +267,8 @@ fn two_way_call_moves_and_a_second_correspondents_tcp_survives() {
     let _serial = LAB_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     build_daemons();
     let lab = Lab::up(mobility::topology()).expect("lab up");
-    let devices = start_devices(&lab);
-    let (tn_sock, tg_sock) = (&devices.tn_sock, &devices.tg_sock);
+    let devices = start(&lab);
+    let (tn, tg) = (&devices.tn, &devices.targets[0]);
     let home: std::net::Ipv4Addr = "198.18.0.10".parse().expect("address");
     lab.wait_reachable("cn", home, DEADLINE).expect("TN reachable from cn");
     lab.wait_reachable("fa2", home, DEADLINE).expect("TN reachable from fa2");
@@ -423,7 +305,7 @@ fn two_way_call_moves_and_a_second_correspondents_tcp_survives() {
     let before = measure("before");
 
     let t_neg = now_us();
-    negotiate_and_transfer(&lab, &devices);
+    negotiate_and_transfer(&lab, tn, tg, &[]).expect("transfer");
     let t_transferred = now_us();
     // The call application moves with the session: the TN's sender stops, the Target's starts.
     let back_tn = sender_report(back_tn);
@@ -435,12 +317,12 @@ fn two_way_call_moves_and_a_second_correspondents_tcp_survives() {
     // Hand-back: the Target's application stops, the TN demands its address back and resumes.
     let back_tg = sender_report(back_tg);
     let t_stop = now_us();
-    sidctl(&lab, "mn", tn_sock, &["stop"]);
-    wait_status(&lab, "mn", tn_sock, "state home", |s| (s["transferring_node"]["state"] == "home").then_some(()));
+    sidctl(&lab, tn, &["stop"]).expect("stop demand");
+    wait_status(&lab, tn, "state home", |s| (s["transferring_node"]["state"] == "home").then_some(())).expect("TN home");
     let t_back = now_us();
     let back_tn2 = call_sender(&lab, "mn", &cn_call);
     let after = measure("after");
-    let tg_status = sidctl(&lab, "fa1", tg_sock, &["status"]);
+    let tg_status = sidctl(&lab, tg, &["status"]).expect("Target status");
 
     let forward = sender_report(forward);
     let back_tn2 = sender_report(back_tn2);
