@@ -9,6 +9,8 @@
 //!   with bindings is encapsulated to each care-of address (a copy per simultaneous
 //!   binding), with the ICMP errors of RFC 2003 (3/4 when too big with DF, 11 when the
 //!   TTL runs out).
+//! - Hand-back: for [`super::table::HANDBACK_RELAY`] after a node's last binding ends,
+//!   frames still sent to our MAC for it are passed on to its own MAC.
 //! - Reverse tunnel (RFC 3024): a tunnel packet is accepted only from a registered
 //!   care-of address of the inner source's home address, with T granted; the inner
 //!   packet is forwarded (TTL decremented). Everything else is dropped and counted.
@@ -87,6 +89,15 @@ pub fn write_udp_frame(
     data.copy_from_slice(payload);
     fill_l4_checksum(pkt)?;
     Ok(frame_len)
+}
+
+/// Where a packet for a home address goes.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// Into the tunnel of every care-of address.
+    Tunnels,
+    /// To the node itself on the home link, which it has just come back to.
+    Relay(MacAddr),
 }
 
 /// Where packets go.
@@ -214,16 +225,27 @@ impl Engine {
     }
 
     fn on_ipv4(&self, vnet: Option<&VnetHdr>, pkt: &mut [u8], scratch: &mut Scratch, out: &mut impl Output) {
-        // Only packets for bound home addresses are ours; the kernel has the rest
+        // Only packets for bound home addresses are ours, and, for a short while after
+        // a node came home, those still sent to our MAC for it; the kernel has the rest
         // (registration requests to us, pings, ...).
         let Ok(info) = ipv4::parse(pkt) else { return };
-        if !self.table.read().unwrap_or_else(|p| p.into_inner()).is_bound(info.dst) {
-            return;
+        let via = {
+            let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+            if t.is_bound(info.dst) {
+                Via::Tunnels
+            } else if let Some(mac) = t.relay_mac(info.dst, Instant::now()) {
+                Via::Relay(mac)
+            } else {
+                return;
+            }
+        };
+        match via {
+            Via::Tunnels => bump(&self.stats.intercepted),
+            Via::Relay(_) => bump(&self.stats.relayed_home),
         }
-        bump(&self.stats.intercepted);
         let Some(pkt) = pkt.get_mut(..info.total_len) else { return };
         let Some(v) = vnet else {
-            self.forward(pkt, scratch, out);
+            self.deliver(via, pkt, scratch, out);
             return;
         };
         if v.needs_csum {
@@ -236,7 +258,7 @@ impl Engine {
             bump(&self.stats.checksums_completed);
         }
         match v.gso_type {
-            GsoType::None => self.forward(pkt, scratch, out),
+            GsoType::None => self.deliver(via, pkt, scratch, out),
             GsoType::TcpV4 if v.gso_size > 0 => {
                 let Ok(mut segments) = TcpSegmenter::new(pkt, v.gso_size) else {
                     self.stats.count_drop(DropReason::Malformed);
@@ -248,7 +270,7 @@ impl Engine {
                     match r {
                         Ok(n) => {
                             if let Some(s) = seg.get(..n) {
-                                self.forward(s, scratch, out);
+                                self.deliver(via, s, scratch, out);
                             }
                         }
                         Err(_) => {
@@ -260,6 +282,33 @@ impl Engine {
                 scratch.seg = seg;
             }
             _ => self.stats.count_drop(DropReason::OffloadUnsupported),
+        }
+    }
+
+    fn deliver(&self, via: Via, pkt: &[u8], scratch: &mut Scratch, out: &mut impl Output) {
+        match via {
+            Via::Tunnels => self.forward(pkt, scratch, out),
+            Via::Relay(mac) => self.relay(mac, pkt, scratch, out),
+        }
+    }
+
+    /// Sends `pkt` on the home link to the node's own MAC, unchanged: the node is home
+    /// again but a neighbour has not yet taken its gratuitous ARP (Linux ignores one
+    /// that comes within `locktime` of the last update), so the packet still came to us.
+    /// Without this it would be lost in the moment of the hand-back.
+    fn relay(&self, mac: MacAddr, pkt: &[u8], scratch: &mut Scratch, out: &mut impl Output) {
+        let len = HEADER_LEN + pkt.len();
+        let Some(frame) = scratch.out.get_mut(..len) else {
+            self.stats.count_drop(DropReason::Malformed);
+            return;
+        };
+        let (header, body) = frame.split_at_mut(HEADER_LEN);
+        if ethernet::write_header(mac, self.mac, ETHERTYPE_IPV4, header).is_err() {
+            return;
+        }
+        body.copy_from_slice(pkt);
+        if out.frame(frame).is_err() {
+            self.stats.count_drop(DropReason::SendFailed);
         }
     }
 

@@ -349,3 +349,57 @@ fn udp_frame_to_a_stored_mac_bypasses_arp_with_both_checksums_right() {
     let r = e.stats().report();
     assert_eq!((r.link_frames_sent, r.link_frames_failed, out.frames.len()), (2, 1, 2));
 }
+
+#[test]
+fn packets_still_sent_to_us_after_the_last_binding_are_relayed_to_the_node_for_a_while() {
+    let e = engine(1500);
+    let mut s = Scratch::default();
+    let udp = ip(CN, HOME, 63, false, 100);
+    let to_us = frame(HA_MAC, RTR_MAC, ETHERTYPE_IPV4, &udp);
+    e.table.write().unwrap().learn(HOME, MN_MAC);
+
+    // Before any binding: not ours, nothing relayed.
+    let mut out = Sink::default();
+    e.on_frame(None, &mut to_us.clone(), &mut s, &mut out);
+    assert!(out.frames.is_empty() && out.ips.is_empty());
+
+    bind(&e, COA, TunnelKind::IpInIp, false);
+    let gone = HaEvent::BindingRemoved {
+        home_address: HOME,
+        care_of_address: COA,
+        reason: RemovalReason::Deregistered,
+        last_for_home: true,
+    };
+    e.table.write().unwrap().apply(&gone);
+    // Binding over: the same frame goes to the node's MAC, the IP packet unchanged.
+    let mut out = Sink::default();
+    e.on_frame(None, &mut to_us.clone(), &mut s, &mut out);
+    assert!(out.ips.is_empty(), "nothing tunnelled");
+    assert_eq!(out.frames.len(), 1);
+    let f = ethernet::parse(&out.frames[0]).unwrap();
+    assert_eq!((f.dst, f.src, f.ethertype), (MN_MAC, HA_MAC, ETHERTYPE_IPV4));
+    assert_eq!(f.payload, &udp[..]);
+    assert_eq!(e.stats().relayed_home.load(Relaxed), 1);
+    assert_eq!(e.stats().intercepted.load(Relaxed), 0);
+
+    // The grace ends, or the node leaves again: no relaying.
+    let later = Instant::now() + super::super::table::HANDBACK_RELAY;
+    assert_eq!(e.table.read().unwrap().relay_mac(HOME, later), None);
+    bind(&e, COA2, TunnelKind::IpInIp, false);
+    let mut out = Sink::default();
+    e.on_frame(None, &mut to_us.clone(), &mut s, &mut out);
+    assert!(out.frames.is_empty(), "tunnelled again, not relayed");
+    assert_eq!(out.ips.len(), 1);
+}
+
+#[test]
+fn a_node_whose_mac_was_never_learnt_is_not_relayed_to() {
+    let e = engine(1500);
+    let mut s = Scratch::default();
+    bind(&e, COA, TunnelKind::IpInIp, false);
+    e.table.write().unwrap().apply(&HaEvent::BindingExpired { home_address: HOME, care_of_address: COA, last_for_home: true });
+    let mut f = frame(HA_MAC, RTR_MAC, ETHERTYPE_IPV4, &ip(CN, HOME, 63, false, 10));
+    let mut out = Sink::default();
+    e.on_frame(None, &mut f, &mut s, &mut out);
+    assert!(out.frames.is_empty() && out.ips.is_empty());
+}

@@ -99,6 +99,8 @@ pub struct DataplaneStats {
     pub macs_learned: AtomicU64,
     /// IPv4 packets to a bound home address taken off the home link.
     pub intercepted: AtomicU64,
+    /// Packets for a node just home, relayed to its MAC (hand-back, see the engine).
+    pub relayed_home: AtomicU64,
     /// Packets (fragments included) sent into tunnels, and their bytes (outer).
     pub tunnelled_packets: AtomicU64,
     pub tunnelled_bytes: AtomicU64,
@@ -167,6 +169,7 @@ impl DataplaneStats {
             gratuitous_arps: l(&self.gratuitous_arps),
             macs_learned: l(&self.macs_learned),
             intercepted: l(&self.intercepted),
+            relayed_home: l(&self.relayed_home),
             tunnelled_packets: l(&self.tunnelled_packets),
             tunnelled_bytes: l(&self.tunnelled_bytes),
             fragmented: l(&self.fragmented),
@@ -203,6 +206,8 @@ pub struct DataplaneReport {
     pub gratuitous_arps: u64,
     pub macs_learned: u64,
     pub intercepted: u64,
+    #[serde(default)]
+    pub relayed_home: u64,
     pub tunnelled_packets: u64,
     pub tunnelled_bytes: u64,
     pub fragmented: u64,

@@ -46,7 +46,15 @@ pub struct Table {
     /// RFC 2003 5.1 soft state: the MTU learnt for the path to a care-of address from
     /// ICMP Datagram Too Big inside the tunnel, and when.
     path_mtus: HashMap<Ipv4Addr, (u16, Instant)>,
+    /// Nodes whose last binding ended: their MAC, and until when packets still sent to
+    /// us for them are relayed to it.
+    returning: HashMap<Ipv4Addr, (MacAddr, Instant)>,
 }
+
+/// How long after a node's last binding ends packets still arriving for it are relayed
+/// to its MAC: long enough for every neighbour to take one of the gratuitous ARPs (sent
+/// `gratuitous_arp_count` times) or to re-resolve the address when its entry goes stale.
+pub const HANDBACK_RELAY: Duration = Duration::from_secs(10);
 
 /// How long a learnt tunnel MTU is believed before the configured one is tried again
 /// (RFC 1191 5 suggests 10 minutes).
@@ -79,6 +87,12 @@ impl Table {
 
     pub fn mac(&self, home: Ipv4Addr) -> Option<MacAddr> {
         self.macs.get(&home).copied()
+    }
+
+    /// The MAC to relay a packet for `home` to at `now`: only while it has no binding
+    /// and its last one ended less than [`HANDBACK_RELAY`] ago.
+    pub fn relay_mac(&self, home: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+        self.returning.get(&home).filter(|(_, until)| now < *until).map(|(mac, _)| *mac)
     }
 
     /// Records `mac` for a configured home address; true when it is new or changed.
@@ -142,6 +156,7 @@ impl Table {
             HaEvent::BindingAdded { home_address, care_of_address, tunnel, reverse_tunnel, .. }
             | HaEvent::BindingRefreshed { home_address, care_of_address, tunnel, reverse_tunnel, .. } => {
                 let was_bound = self.is_bound(home_address);
+                self.returning.remove(&home_address);
                 self.upsert(home_address, care_of_address, tunnel, reverse_tunnel);
                 // Keyed on our own table rather than `first_for_home`, so that a data
                 // plane started late still announces.
@@ -153,7 +168,10 @@ impl Table {
                     return None;
                 }
                 Some(match self.mac(home_address) {
-                    Some(mac) => Announce::Home { ip: home_address, mac },
+                    Some(mac) => {
+                        self.returning.insert(home_address, (mac, Instant::now() + HANDBACK_RELAY));
+                        Announce::Home { ip: home_address, mac }
+                    }
                     None => Announce::HomeMacUnknown { ip: home_address },
                 })
             }

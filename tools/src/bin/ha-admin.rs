@@ -342,6 +342,7 @@ fn stats_text(s: &StatsReport) -> String {
             ("gratuitous ARPs", d.gratuitous_arps),
             ("MACs learnt", d.macs_learned),
             ("intercepted", d.intercepted),
+            ("relayed_home", d.relayed_home),
             ("tunnelled packets", d.tunnelled_packets),
             ("tunnelled bytes", d.tunnelled_bytes),
             ("fragmented", d.fragmented),
