@@ -342,7 +342,7 @@ fn stats_text(s: &StatsReport) -> String {
             ("gratuitous ARPs", d.gratuitous_arps),
             ("MACs learnt", d.macs_learned),
             ("intercepted", d.intercepted),
-            ("relayed_home", d.relayed_home),
+            ("relayed home (hand-back)", d.relayed_home),
             ("tunnelled packets", d.tunnelled_packets),
             ("tunnelled bytes", d.tunnelled_bytes),
             ("fragmented", d.fragmented),
@@ -359,6 +359,8 @@ fn stats_text(s: &StatsReport) -> String {
             ("solicitations answered", d.solicitations_answered),
             ("solicitations rate-limited", d.solicitations_rate_limited),
             ("solicitations malformed", d.solicitations_malformed),
+            ("SID wake-up frames sent", d.link_frames_sent),
+            ("SID wake-up frames failed", d.link_frames_failed),
             ("dropped", d.total_dropped()),
         ];
         for (name, n) in counters {
