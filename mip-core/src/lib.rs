@@ -2,10 +2,13 @@
 //!
 //! Everything in this crate takes bytes and a [`time::Time`] and returns bytes, events
 //! and deadlines. It opens no socket and reads no clock; the daemons and tools are thin
-//! shells around it.
+//! shells around it. The one exception is opt-in: the `linux` feature adds
+//! [`linux`], socket helpers for those shells.
 
 pub mod auth;
 pub mod dataplane;
+#[cfg(feature = "linux")]
+pub mod linux;
 pub mod mobile_node;
 pub mod movement;
 pub mod replay;

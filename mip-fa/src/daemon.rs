@@ -184,7 +184,7 @@ pub async fn run_until(
         name: name.clone(),
         source,
     };
-    let ifindex = sys::interface_index(&name).map_err(iface_err)?;
+    let (ifindex, our_mac) = sys::interface_index_and_mac(&name).map_err(iface_err)?;
     let coa = config.foreign_agent.care_of_address;
     if config.data_plane && config.disable_kernel_forwarding {
         let path = format!("net/ipv4/conf/{name}/forwarding");
@@ -199,7 +199,6 @@ pub async fn run_until(
     // veth hands to AF_PACKET; without a data plane nothing is forwarded.
     let vnet_hdr = config.data_plane;
     let packet = sys::packet_socket(ifindex, vnet_hdr).map_err(socket_err("AF_PACKET socket"))?;
-    let our_mac = sys::interface_mac(&name).map_err(iface_err)?;
     let registration = sys::registration_socket(mip_core::REGISTRATION_PORT, coa)
         .map_err(socket_err("UDP registration socket (port 434)"))?;
     let mut tunnels: Vec<AsyncFd<OwnedFd>> = Vec::new();

@@ -13,43 +13,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use mip_core::dataplane::offload::VNET_HDR_LEN;
 use nix::sys::socket::{
-    self, setsockopt, sockopt, AddressFamily, ControlMessage, ControlMessageOwned,
-    IpMembershipRequest, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    self, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    IpMembershipRequest, LinkAddr, MsgFlags, SockaddrIn,
 };
 use tracing::debug;
 
 use crate::MacAddr;
 
-/// ETH_P_ALL in network byte order, as AF_PACKET wants it.
-const ETH_P_ALL_BE: u16 = (nix::libc::ETH_P_ALL as u16).to_be();
-/// `sll_pkttype` of a frame we sent ourselves.
-pub const PACKET_OUTGOING: u8 = nix::libc::PACKET_OUTGOING;
-
-/// PACKET_VNET_HDR: each frame read or written starts with a virtio_net_hdr, so that
-/// partial checksums and TCP super-packets on veth links can be finished.
-///
-/// nix has no wrapper for this option.
-#[allow(unsafe_code)]
-fn set_packet_vnet_hdr(fd: &OwnedFd) -> io::Result<()> {
-    let on: nix::libc::c_int = 1;
-    let len = std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t;
-    // SAFETY: `fd` is an open socket for the duration of the call; the option value is
-    // a live c_int and `len` is its exact size, as PACKET_VNET_HDR expects.
-    let rc = unsafe {
-        nix::libc::setsockopt(
-            fd.as_raw_fd(),
-            nix::libc::SOL_PACKET,
-            nix::libc::PACKET_VNET_HDR,
-            std::ptr::addr_of!(on).cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+pub use mip_core::linux::PACKET_OUTGOING;
 
 /// Registers `fd` with the tokio reactor.
 ///
@@ -69,25 +40,9 @@ fn io_err(e: nix::Error) -> io::Error {
     io::Error::from(e)
 }
 
-/// The interface index of `name`.
-pub fn interface_index(name: &str) -> io::Result<u32> {
-    nix::net::if_::if_nametoindex(name).map_err(io_err)
-}
-
-/// The MAC address of `name`, asked of the kernel (netlink, through getifaddrs) in our
-/// own network namespace; sysfs shows the namespace /sys was mounted in.
-pub fn interface_mac(name: &str) -> io::Result<MacAddr> {
-    nix::ifaddrs::getifaddrs()
-        .map_err(io_err)?
-        .filter(|a| a.interface_name == name)
-        .find_map(|a| {
-            a.address
-                .as_ref()
-                .and_then(|s| s.as_link_addr())
-                .and_then(|l| l.addr())
-        })
-        .filter(|mac| *mac != [0; 6])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no Ethernet address"))
+/// Index and MAC address of `name` (in our own network namespace).
+pub fn interface_index_and_mac(name: &str) -> io::Result<(u32, MacAddr)> {
+    mip_core::linux::interface_index_and_mac(name)
 }
 
 pub fn parse_mac(text: &str) -> Option<MacAddr> {
@@ -110,42 +65,12 @@ pub fn read_sysctl(path: &str) -> io::Result<String> {
         .to_string())
 }
 
-/// A `sockaddr_ll` naming interface `ifindex` for protocol ETH_P_ALL.
-///
-/// nix offers no safe constructor for a link-layer address, only `from_raw`.
-#[allow(unsafe_code)]
-fn link_addr(ifindex: u32) -> io::Result<LinkAddr> {
-    use nix::sys::socket::SockaddrLike;
-    let index = i32::try_from(ifindex)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?;
-    // SAFETY: an all-zero sockaddr_ll is a valid value of this plain C struct.
-    let mut sll: nix::libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = nix::libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ALL_BE;
-    sll.sll_ifindex = index;
-    let len = std::mem::size_of::<nix::libc::sockaddr_ll>() as nix::libc::socklen_t;
-    // SAFETY: the pointer is to a live, initialised sockaddr_ll of exactly `len`
-    // bytes whose family is AF_PACKET, which is what LinkAddr::from_raw requires; the
-    // value is copied out before `sll` goes out of scope.
-    unsafe { LinkAddr::from_raw(std::ptr::addr_of!(sll).cast(), Some(len)) }
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot build sockaddr_ll"))
-}
-
 /// An AF_PACKET socket bound to `ifindex`, non-blocking, with virtio-net headers when
 /// `vnet_hdr` (frames then start with [`VNET_HDR_LEN`] bytes both ways).
 pub fn packet_socket(ifindex: u32, vnet_hdr: bool) -> io::Result<OwnedFd> {
-    let fd = socket::socket(
-        AddressFamily::Packet,
-        SockType::Raw,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        SockProtocol::EthAll,
-    )
-    .map_err(io_err)?;
-    if vnet_hdr {
-        set_packet_vnet_hdr(&fd)?;
-    }
-    socket::bind(fd.as_raw_fd(), &link_addr(ifindex)?).map_err(io_err)?;
-    Ok(fd)
+    let s = mip_core::linux::packet_socket(ifindex, mip_core::linux::ETH_P_ALL, vnet_hdr)?;
+    s.set_nonblocking(true)?;
+    Ok(OwnedFd::from(s))
 }
 
 /// One frame from a packet socket: its length (virtio header included when enabled)

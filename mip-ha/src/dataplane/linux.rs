@@ -40,11 +40,10 @@ use super::table::{Announce, Table};
 use super::{AdvertConfig, DataplaneConfig, GRATUITOUS_ARP_INTERVAL};
 use crate::home_agent::HaEvent;
 use crate::sid::{LinkTransmit, SidEvent};
+use mip_core::linux::{self as sys, ETH_P_ALL, PACKET_OUTGOING};
 
 /// How often threads look at the stop flag and the gratuitous-ARP schedule.
 pub const POLL: Duration = Duration::from_millis(50);
-const ETH_P_ALL: u16 = 0x0003;
-const PACKET_OUTGOING: u8 = 4;
 /// Frames up to 64 KB (GSO super-packets) plus the virtio-net header.
 const LINK_BUFFER: usize = 65_536 + 256;
 const RAW_BUFFER: usize = 65_536;
@@ -66,13 +65,9 @@ mod opt {
     use nix::libc;
     use nix::{setsockopt_impl, sockopt_impl};
     // Values from <linux/if_packet.h>.
-    const PACKET_VNET_HDR: libc::c_int = 15;
     const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
     // <linux/icmp.h>: on a raw ICMP socket, a bit mask of the ICMP types NOT wanted.
     const ICMP_FILTER: libc::c_int = 1;
-    sockopt_impl!(
-        /// Prefix every frame read with a `struct virtio_net_hdr`.
-        PacketVnetHdr, SetOnly, libc::SOL_PACKET, PACKET_VNET_HDR, bool);
     sockopt_impl!(
         /// Do not hand us frames this host sends.
         PacketIgnoreOutgoing, SetOnly, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, bool);
@@ -81,62 +76,21 @@ mod opt {
         IcmpFilter, SetOnly, libc::SOL_RAW, ICMP_FILTER, u32);
 }
 
-/// The `sockaddr_ll` that binds a packet socket to one interface and protocol.
-#[allow(unsafe_code)]
-fn link_address(ifindex: u32, protocol: u16) -> io::Result<SockAddr> {
-    let ll = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as libc::c_ushort,
-        sll_protocol: protocol.to_be(),
-        sll_ifindex: i32::try_from(ifindex).map_err(|_| io::Error::other("interface index out of range"))?,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    };
-    // SAFETY: `try_init` passes a zeroed `sockaddr_storage`, which is larger than and
-    // aligned at least as strictly as `sockaddr_ll`; we write one `sockaddr_ll` at its
-    // start and report exactly that length.
-    let ((), addr) = unsafe {
-        SockAddr::try_init(|storage, len| {
-            storage.cast::<libc::sockaddr_ll>().write(ll);
-            *len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            Ok(())
-        })
-    }?;
-    Ok(addr)
-}
-
-/// Index and MAC address of `name`.
-fn interface(name: &str) -> Result<(u32, MacAddr), DataplaneError> {
-    let err = |reason: String| DataplaneError::Interface { name: name.to_string(), reason };
-    let index = nix::net::if_::if_nametoindex(name).map_err(|e| err(e.to_string()))?;
-    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| err(e.to_string()))?;
-    let mac = addrs
-        .filter(|a| a.interface_name == name)
-        .find_map(|a| a.address.and_then(|s| s.as_link_addr().and_then(LinkAddr::addr)))
-        .filter(|m| *m != [0; 6])
-        .ok_or_else(|| err("no Ethernet address".into()))?;
-    Ok((index, mac))
-}
-
-fn packet_socket(ifindex: u32, protocol: u16) -> Result<Socket, DataplaneError> {
-    // Protocol 0 at creation: nothing is queued until bind() picks the interface.
-    let s = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0))).map_err(sock_err("AF_PACKET socket"))?;
-    s.bind(&link_address(ifindex, protocol).map_err(sock_err("AF_PACKET address"))?)
-        .map_err(sock_err("AF_PACKET bind"))?;
-    Ok(s)
+fn packet_socket(ifindex: u32, protocol: u16, vnet_hdr: bool) -> Result<Socket, DataplaneError> {
+    sys::packet_socket(ifindex, protocol, vnet_hdr).map_err(sock_err("AF_PACKET socket"))
 }
 
 /// An AF_PACKET socket on `interface` that sees every frame, ours included, without
 /// virtio-net headers, and can send frames there: for captures and tests.
 pub fn open_packet_socket(interface: &str) -> Result<Socket, DataplaneError> {
     let (index, _) = interface_index_and_mac(interface)?;
-    packet_socket(index, ETH_P_ALL)
+    packet_socket(index, ETH_P_ALL, false)
 }
 
 /// Index and MAC address of `name`.
 pub fn interface_index_and_mac(name: &str) -> Result<(u32, MacAddr), DataplaneError> {
-    interface(name)
+    sys::interface_index_and_mac(name)
+        .map_err(|e| DataplaneError::Interface { name: name.to_string(), reason: e.to_string() })
 }
 
 fn raw_socket(protocol: i32) -> Result<Socket, DataplaneError> {
@@ -193,16 +147,15 @@ impl Dataplane {
         address: Ipv4Addr,
         homes: impl IntoIterator<Item = Ipv4Addr>,
     ) -> Result<Self, DataplaneError> {
-        let (ifindex, mac) = interface(&config.interface)?;
-        let recv = packet_socket(ifindex, ETH_P_ALL)?;
-        setsockopt(&recv, opt::PacketVnetHdr, &true).map_err(|e| sock_err("PACKET_VNET_HDR")(e.into()))?;
+        let (ifindex, mac) = interface_index_and_mac(&config.interface)?;
+        let recv = packet_socket(ifindex, ETH_P_ALL, true)?;
         if let Err(e) = setsockopt(&recv, opt::PacketIgnoreOutgoing, &true) {
             // Older kernels: outgoing frames are filtered by packet type instead.
             debug!("PACKET_IGNORE_OUTGOING: {e}");
         }
         let _ = recv.set_recv_buffer_size(RECV_BUFFER_BYTES);
         recv.set_read_timeout(Some(POLL)).map_err(sock_err("AF_PACKET timeout"))?;
-        let send = Sockets { link: Arc::new(packet_socket(ifindex, 0)?), raw: Arc::new(raw_socket(libc::IPPROTO_RAW)?) };
+        let send = Sockets { link: Arc::new(packet_socket(ifindex, 0, false)?), raw: Arc::new(raw_socket(libc::IPPROTO_RAW)?) };
         let mut tunnels = Vec::new();
         for proto in [ipv4::PROTO_IPIP, ipv4::PROTO_GRE, ipv4::PROTO_MINIMAL] {
             let s = raw_socket(i32::from(proto))?;

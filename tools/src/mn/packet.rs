@@ -50,28 +50,8 @@ fn advertisement_filter() -> [SockFilter; 11] {
     ]
 }
 
-/// `struct sockaddr_ll` for `ifindex` and EtherType `protocol`, to bind a packet socket to
-/// one interface.
-#[allow(unsafe_code)]
-fn link_sockaddr(ifindex: u32, protocol: u16) -> io::Result<SockAddr> {
-    let ifindex =
-        i32::try_from(ifindex).map_err(|_| io::Error::other("interface index out of range"))?;
-    let mut storage = socket2::SockAddrStorage::zeroed();
-    // SAFETY: sockaddr_ll is one of this platform's sockaddr types and fits in the
-    // storage (view_as asserts the size); every field is plain data written here.
-    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
-    ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
-    ll.sll_protocol = protocol.to_be();
-    ll.sll_ifindex = ifindex;
-    let len = core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the first `len` bytes of `storage` hold the sockaddr_ll initialised above.
-    Ok(unsafe { SockAddr::new(storage, len) })
-}
-
 fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<Socket> {
-    let protocol = Protocol::from(i32::from(ethertype.to_be()));
-    let socket = Socket::new(Domain::PACKET, Type::RAW, Some(protocol))?;
-    socket.bind(&link_sockaddr(ifindex, ethertype)?)?;
+    let socket = mip_core::linux::packet_socket(ifindex, ethertype, false)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
 }
