@@ -8,23 +8,18 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+mod netns;
+
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mip_core::dataplane::ethernet::{self, ETHERTYPE_IPV4};
 use mip_core::dataplane::ipv4::{self, Ipv4Fields, PROTO_ICMP};
 use mip_core::wire::{AgentAdvertisementRepr, AgentFlags, AgentSolicitationRepr, ICMP_ROUTER_ADVERTISEMENT};
-use mip_ha::control::{ControlOk, ControlRequest, ControlResponse, StatsReport};
 use mip_ha::dataplane::advert::MAX_RESPONSE_DELAY;
 use mip_ha::dataplane::linux::open_packet_socket;
-use mip_ha::dataplane::DataplaneReport;
-use nix::sched::{setns, CloneFlags};
+use netns::{addrs_up, can_run, home_agent_config, rp_filter_off, set_mac, sysctl, veth, NetLab, WAIT};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const HA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -34,171 +29,41 @@ const OFF_LINK: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 99);
 const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 const MOBILE_AGENTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 11);
 const HA_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x12, 0x01, 0x01];
-const WAIT: Duration = Duration::from_secs(10);
-const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f";
 
-fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    let ip = Command::new("ip").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !(root && ip) {
-        eprintln!("skipped: namespace tests need root and iproute2");
-    }
-    root && ip
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn sysctl(ns: &str, key: &str, value: &str) {
-    ip(&["netns", "exec", ns, "sysctl", "-qw", &format!("{key}={value}")]);
-}
-
-/// The two namespaces and the daemon; `Drop` stops the daemon and deletes both.
-struct Lab {
+/// The two namespaces' names.
+struct Names {
     ha: String,
     lan: String,
-    dir: tempfile::TempDir,
-    daemon: Option<Child>,
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// The two namespaces and the daemon; dropping it stops the daemon and deletes both.
+type Lab = NetLab<Names>;
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = format!("sadv{}{tag}{n}", std::process::id());
-        // The guard exists before anything is created, so a failure below cleans up.
-        let lab =
-            Lab { ha: format!("{p}-ha"), lan: format!("{p}-lan"), dir: tempfile::tempdir().unwrap(), daemon: None };
-        for ns in [&lab.ha, &lab.lan] {
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
-            sysctl(ns, "net.ipv4.conf.default.rp_filter", "0");
-        }
-        ip(&["link", "add", "eth0", "netns", &lab.ha, "type", "veth", "peer", "name", "eth-home", "netns", &lab.lan]);
-        let mac = HA_MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        ip(&["-n", &lab.ha, "link", "set", "eth0", "address", &mac]);
-        for (ns, dev, addr) in [(&lab.ha, "eth0", "198.18.0.1/24"), (&lab.lan, "eth-home", "198.18.0.254/24")] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        sysctl(&lab.ha, "net.ipv4.ip_forward", "0");
-        lab
-    }
-
-    fn control_path(&self) -> PathBuf {
-        self.dir.path().join("ha.sock")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("ha.log")
+        NetLab::build("sadv", tag, |nets| {
+            let n = Names { ha: nets.add("ha"), lan: nets.add("lan") };
+            for ns in [&n.ha, &n.lan] {
+                rp_filter_off(ns);
+            }
+            veth(&n.ha, "eth0", &n.lan, "eth-home");
+            set_mac(&n.ha, "eth0", HA_MAC);
+            addrs_up(&[(&n.ha, "eth0", "198.18.0.1/24"), (&n.lan, "eth-home", "198.18.0.254/24")]);
+            sysctl(&n.ha, "net.ipv4.ip_forward", "0");
+            n
+        })
     }
 
     /// Starts mip-ha in the home agent's namespace with `extra` `[home_agent]` keys;
     /// returns when its control socket answers.
     fn start_ha(&mut self, extra: &str) {
-        let config = self.dir.path().join("ha.toml");
-        let text = format!(
-            "[home_agent]\naddress = \"198.18.0.1\"\nprefix_len = 24\nlisten = \"0.0.0.0:434\"\n\
-             control_socket = \"{}\"\nhome_interface = \"eth0\"\nmax_lifetime = 600\n{extra}\n\
-             [[mobile_node]]\nhome_address = \"198.18.0.10\"\n[[mobile_node.sa]]\nspi = 256\nkey = \"{KEY_HEX}\"\n",
-            self.control_path().display()
-        );
-        std::fs::write(&config, text).unwrap();
-        let log = File::create(self.log_path()).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ha, env!("CARGO_BIN_EXE_mip-ha"), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mip-ha");
-        self.daemon = Some(child);
-        wait_for("the control socket", || UnixStream::connect(self.control_path()).ok());
+        let ha = self.ha.clone();
+        self.start_daemon(&ha, |control| home_agent_config(control, &format!("max_lifetime = 600\n{extra}\n")));
     }
 
     /// SIGTERM, as an operator stops the daemon; waits for it to exit.
     fn stop_ha(&mut self) {
-        let mut child = self.daemon.take().expect("running");
-        // `ip netns exec` execs the daemon, so the child is mip-ha itself.
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "mip-ha did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Runs `f` on a thread inside namespace `ns`.
-    fn in_ns<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = Path::new("/run/netns").join(ns);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                setns(fd, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
-    }
-
-    fn stats(&self) -> StatsReport {
-        let mut s = UnixStream::connect(self.control_path()).expect("control socket");
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(ControlRequest::Stats.to_line().as_bytes()).unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        match serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")) {
-            ControlResponse::Ok(ControlOk::Stats(s)) => s,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Polls the data-plane counters until `done` accepts them.
-    fn wait_dataplane(&self, what: &str, done: impl Fn(&DataplaneReport) -> bool) -> DataplaneReport {
-        wait_for(what, || self.stats().dataplane.map(|d| *d).filter(|d| done(d)))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            if let Ok(log) = std::fs::read_to_string(self.log_path()) {
-                let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                eprintln!("--- mip-ha log (last lines) ---");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        for ns in [&self.ha, &self.lan] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Polls `f` until it gives a value; panics after [`WAIT`].
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        self.daemon_mut().terminate();
     }
 }
 

@@ -1,11 +1,13 @@
 //! The home agent's data plane on real (virtual) links: three network namespaces, the
-//! mip-ha daemon in one of them (see `dataplane_netns/lab.rs`). Needs root; skipped
-//! (with a message) otherwise. Every wait is bounded; assertions are on packets seen
-//! and on counters read from the control socket, never on elapsed time.
+//! mip-ha daemon in one of them (see `dataplane_netns/lab.rs`, on the shared harness in
+//! `netns/`). Needs root; skipped (with a message) otherwise. Every wait is bounded;
+//! assertions are on packets seen and on counters read from the control socket, never
+//! on elapsed time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "dataplane_netns/lab.rs"]
 mod lab;
+mod netns;
 
 use std::net::{Ipv4Addr, UdpSocket};
 

@@ -12,15 +12,13 @@
 //! root; skipped (with a message) otherwise. Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+mod netns;
+
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mip_core::auth::{append_auth_extension, verify_authenticator, AuthAlgorithm, ReplayMethod, SecurityAssociation};
+use mip_core::auth::{append_auth_extension, verify_authenticator};
 use mip_core::dataplane::arp::{ArpOp, ArpRepr};
 use mip_core::dataplane::ethernet::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use mip_core::dataplane::ipv4;
@@ -28,10 +26,10 @@ use mip_core::dataplane::offload::fill_l4_checksum;
 use mip_core::time::Time;
 use mip_core::wire::notification::{GenericNotificationAckRepr, NotificationDirection};
 use mip_core::wire::{ext_type, RegistrationReply, RegistrationReplyRepr, RegistrationRequestRepr, ReplyCode};
-use mip_ha::control::{ControlOk, ControlRequest, ControlResponse, StatsReport};
 use mip_ha::dataplane::linux::open_packet_socket;
 use mip_ha::sid::keys::{transfer_context, wrap_session_key, TransferStage};
-use nix::sched::{setns, CloneFlags};
+use netns::{addrs_up, can_run, default_route, home_agent_config, ip, mac, mn_sa as sa, set_mac, veth, wait_for};
+use netns::{NetLab, WAIT};
 use sid_ext::crypto::SessionKey;
 use sid_ext::wire::wake_up::{build_wake_up_ack, parse_wake_up};
 use sid_ext::wire::{
@@ -49,169 +47,44 @@ const TN_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x12, 0x01, 0x0a];
 /// its real one (a changed link-layer address).
 const OLD_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x12, 0x01, 0x0b];
 const SESSION_SPI: u32 = 4096;
-const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f";
-const WAIT: Duration = Duration::from_secs(10);
 
-fn sa() -> SecurityAssociation {
-    SecurityAssociation {
-        spi: 256,
-        algorithm: AuthAlgorithm::HmacMd5,
-        key: hex::decode(KEY_HEX).unwrap(),
-        replay: ReplayMethod::Timestamp,
-    }
-}
-
-fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    let ip = Command::new("ip").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !(root && ip) {
-        eprintln!("skipped: namespace tests need root and iproute2");
-    }
-    root && ip
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn mac(m: [u8; 6]) -> String {
-    ethernet::format_mac(&m)
-}
-
-/// Namespaces and the daemon; `Drop` kills the daemon and deletes the namespaces.
-struct Lab {
+/// The namespaces' names.
+struct Names {
     ha: String,
     tn: String,
     tgt: String,
-    dir: tempfile::TempDir,
-    daemon: Option<Child>,
 }
+
+/// Namespaces and the daemon; dropping it kills the daemon and deletes the namespaces.
+type Lab = NetLab<Names>;
 
 impl Lab {
     fn new() -> Lab {
-        let p = format!("swk{}", std::process::id());
-        let lab = Lab {
-            ha: format!("{p}-ha"),
-            tn: format!("{p}-tn"),
-            tgt: format!("{p}-tgt"),
-            dir: tempfile::tempdir().unwrap(),
-            daemon: None,
-        };
-        for ns in [&lab.ha, &lab.tn, &lab.tgt] {
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&["link", "add", "eth0", "netns", &lab.ha, "type", "veth", "peer", "name", "eth0", "netns", &lab.tn]);
-        ip(&["link", "add", "eth1", "netns", &lab.ha, "type", "veth", "peer", "name", "eth0", "netns", &lab.tgt]);
-        ip(&["-n", &lab.ha, "link", "set", "eth0", "address", &mac(HA_MAC)]);
-        ip(&["-n", &lab.tn, "link", "set", "eth0", "address", &mac(TN_MAC)]);
-        for (ns, dev, addr) in [
-            (&lab.ha, "eth0", "198.18.0.1/24"),
-            (&lab.ha, "eth1", "198.18.1.254/24"),
-            (&lab.tn, "eth0", "198.18.0.10/24"),
-            (&lab.tgt, "eth0", "198.18.1.1/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        ip(&["-n", &lab.tgt, "route", "add", "default", "via", "198.18.1.254"]);
-        // No ARP from the TN, ever: the data plane learns its MAC from SID or not at all.
-        ip(&["-n", &lab.ha, "neigh", "replace", "198.18.0.10", "lladdr", &mac(TN_MAC), "dev", "eth0", "nud", "permanent"]);
-        ip(&["-n", &lab.tn, "neigh", "replace", "198.18.0.1", "lladdr", &mac(HA_MAC), "dev", "eth0", "nud", "permanent"]);
-        lab
-    }
-
-    fn control_path(&self) -> PathBuf {
-        self.dir.path().join("ha.sock")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("ha.log")
-    }
-
-    fn start_ha(&mut self) {
-        let config = self.dir.path().join("ha.toml");
-        let text = format!(
-            "[home_agent]\naddress = \"198.18.0.1\"\nprefix_len = 24\nlisten = \"0.0.0.0:434\"\n\
-             control_socket = \"{}\"\nhome_interface = \"eth0\"\ngratuitous_arp_count = 1\n\
-             [sid]\nwake_up_interval_ms = 300\nwake_up_attempts = 5\n\
-             [[mobile_node]]\nhome_address = \"198.18.0.10\"\n[[mobile_node.sa]]\nspi = 256\nkey = \"{KEY_HEX}\"\n",
-            self.control_path().display()
-        );
-        std::fs::write(&config, text).unwrap();
-        let log = File::create(self.log_path()).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ha, env!("CARGO_BIN_EXE_mip-ha"), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mip-ha");
-        self.daemon = Some(child);
-        wait_for("the control socket", || UnixStream::connect(self.control_path()).ok());
-    }
-
-    /// Runs `f` on a thread inside namespace `ns`.
-    fn in_ns<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = Path::new("/run/netns").join(ns);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                setns(fd, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
+        NetLab::build("swk", "", |nets| {
+            let n = Names { ha: nets.add("ha"), tn: nets.add("tn"), tgt: nets.add("tgt") };
+            veth(&n.ha, "eth0", &n.tn, "eth0");
+            veth(&n.ha, "eth1", &n.tgt, "eth0");
+            set_mac(&n.ha, "eth0", HA_MAC);
+            set_mac(&n.tn, "eth0", TN_MAC);
+            addrs_up(&[
+                (&n.ha, "eth0", "198.18.0.1/24"),
+                (&n.ha, "eth1", "198.18.1.254/24"),
+                (&n.tn, "eth0", "198.18.0.10/24"),
+                (&n.tgt, "eth0", "198.18.1.1/24"),
+            ]);
+            default_route(&n.tgt, "198.18.1.254");
+            // No ARP from the TN, ever: the data plane learns its MAC from SID or not at all.
+            let (tn_mac, ha_mac) = (mac(TN_MAC), mac(HA_MAC));
+            ip(&["-n", &n.ha, "neigh", "replace", "198.18.0.10", "lladdr", &tn_mac, "dev", "eth0", "nud", "permanent"]);
+            ip(&["-n", &n.tn, "neigh", "replace", "198.18.0.1", "lladdr", &ha_mac, "dev", "eth0", "nud", "permanent"]);
+            n
         })
     }
 
-    fn stats(&self) -> StatsReport {
-        let mut s = UnixStream::connect(self.control_path()).expect("control socket");
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(ControlRequest::Stats.to_line().as_bytes()).unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        match serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")) {
-            ControlResponse::Ok(ControlOk::Stats(s)) => s,
-            other => panic!("{other:?}"),
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            if let Ok(log) = std::fs::read_to_string(self.log_path()) {
-                eprintln!("--- mip-ha log (last lines) ---");
-                let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        for ns in [&self.ha, &self.tn, &self.tgt] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+    fn start_ha(&mut self) {
+        let ha = self.ha.clone();
+        let sid = "gratuitous_arp_count = 1\n[sid]\nwake_up_interval_ms = 300\nwake_up_attempts = 5\n";
+        self.start_daemon(&ha, |control| home_agent_config(control, sid));
     }
 }
 
