@@ -167,6 +167,16 @@ impl Packet {
             .filter(|e| e.severity == Severity::Error)
             .collect()
     }
+
+    /// Errors a Lua dissector raised while decoding this packet (Wireshark turns each
+    /// into an expert error "Lua Error: FILE:LINE: ..." marked `_ws.lua.error`). A
+    /// dissector that checks its bounds raises none, whatever the bytes.
+    pub fn lua_errors(&self) -> Vec<&ExpertInfo> {
+        self.experts
+            .iter()
+            .filter(|e| e.message.starts_with("Lua Error"))
+            .collect()
+    }
 }
 
 /// What is wrong with one packet: see [`Tshark::problems`].
@@ -554,6 +564,20 @@ mod tests {
         let text = r#"[{"_source":{"layers":{"x_raw":[["0102",0,2,0,1],["03",2,1,0,1]]}}}]"#;
         let packets = parse_json(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(packets[0].raw("x"), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn lua_errors_are_found() {
+        let text = r#"[{"_source":{"layers":{"errp":{"errp.x":"1"},
+            "Lua Error: err.lua:6: Range is out of bounds":{"_ws.expert":{"_ws.lua.error":"",
+            "_ws.expert.message":"Lua Error: err.lua:6: Range is out of bounds",
+            "_ws.expert.severity":"8388608","_ws.expert.group":"83886080"}}}}}]"#;
+        let packets = parse_json(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(packets[0].lua_errors().len(), 1);
+        assert_eq!(packets[0].errors().len(), 1);
+        assert!(packets[0].has("_ws.lua.error"));
+        let clean = parse_json(SAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        assert!(clean[0].lua_errors().is_empty());
     }
 
     #[test]
