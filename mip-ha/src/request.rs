@@ -72,12 +72,11 @@ pub(crate) fn scan(payload: &[u8], sid_org: Option<u32>) -> Result<ScannedReques
             .ok_or(ScanError::Malformed(WireError::Malformed("authenticator past the end")));
         let before_mobile_home_auth = scanned.mobile_home_auth.is_none();
         match item.ext {
-            Extension::MobileHomeAuth(a) => {
-                if before_mobile_home_auth {
-                    scanned.mobile_home_auth =
-                        Some(AuthAt { spi: a.spi, authenticator: a.authenticator, covered: covered? });
-                }
+            Extension::MobileHomeAuth(a) if before_mobile_home_auth => {
+                scanned.mobile_home_auth =
+                    Some(AuthAt { spi: a.spi, authenticator: a.authenticator, covered: covered? });
             }
+            Extension::MobileHomeAuth(_) => {}
             Extension::ForeignHomeAuth(a) => {
                 scanned.foreign_home_auths += 1;
                 if scanned.first_foreign_home_auth.is_none() {
@@ -87,11 +86,8 @@ pub(crate) fn scan(payload: &[u8], sid_org: Option<u32>) -> Result<ScannedReques
             }
             // Between a mobile node and a foreign agent; not the home agent's business.
             Extension::MobileForeignAuth(_) => {}
-            Extension::Nai(nai) => {
-                if before_mobile_home_auth && scanned.nai.is_none() {
-                    scanned.nai = Some(nai);
-                }
-            }
+            Extension::Nai(nai) if before_mobile_home_auth && scanned.nai.is_none() => scanned.nai = Some(nai),
+            Extension::Nai(_) => {}
             Extension::CriticalVendor(v) if Some(v.org_id) == sid_org => {}
             Extension::CriticalVendor(v) => {
                 let slot = if before_mobile_home_auth {
@@ -104,11 +100,10 @@ pub(crate) fn scan(payload: &[u8], sid_org: Option<u32>) -> Result<ScannedReques
                 }
             }
             Extension::NormalVendor(_) => {}
-            Extension::Unknown { ext_type, .. } => {
-                if !is_skippable(ext_type) {
-                    return Err(ScanError::UnknownExtension(ext_type));
-                }
+            Extension::Unknown { ext_type, .. } if !is_skippable(ext_type) => {
+                return Err(ScanError::UnknownExtension(ext_type));
             }
+            Extension::Unknown { .. } => {}
             #[allow(unreachable_patterns)]
             _ => {}
         }

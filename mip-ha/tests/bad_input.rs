@@ -1,5 +1,6 @@
 //! Bad input from the network: whatever arrives, the home agent never panics, counts
 //! what it dropped, and keeps serving valid mobile nodes.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! RFC 5944 section 3.8, Home Agent Considerations: one test per rule, named after
 //! the subsection. RFC-NOTES.md points at these names.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
