@@ -1,4 +1,5 @@
-//! The two devices after a successful negotiation, sans-IO (patent FIG. 1a).
+//! The two devices after a successful negotiation, sans-IO (patent FIG. 1a; the
+//! same-subnet case of FIG. 1b, without an Agent, is [`local`]).
 //!
 //! - [`TransferringNode`]: asks the Agent to transfer its address to the Target (a
 //!   Registration Request authenticated under its own mobility security association,
@@ -20,6 +21,7 @@
 //! session key ([`session_spi`]): the TN puts it in its request, the Target renews under it.
 
 mod exchange;
+pub mod local;
 mod target;
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,10 @@ enum Command {
         /// Target: the session (TN address) asked for.
         #[arg(long)]
         tn_address: Option<Ipv4Addr>,
+        /// TN: the peer is on this link; transfer without the Agent (FIG. 1b). Implied
+        /// without an [agent] section or for a peer with `same_subnet = true`.
+        #[arg(long)]
+        local: bool,
     },
     /// Accept a pending offer.
     Accept {
@@ -63,12 +67,17 @@ enum Command {
         /// Target: choose the reverse path (default: as offered).
         #[arg(long)]
         reverse_tunnel: Option<bool>,
+        /// TN answering a Target's offer: transfer without the Agent (FIG. 1b).
+        #[arg(long)]
+        local: bool,
     },
-    /// Ask the Agent to transfer a negotiated session (TN), or hand it on (Target).
+    /// Start a negotiated transfer: through the Agent (TN), by telling a same-subnet Target
+    /// to take the address now (TN, FIG. 1b), or hand the session on (Target).
     Transfer { id: u64 },
-    /// Target: renew the binding now.
+    /// Target: renew the binding now (not for same-subnet transfers).
     Renew,
-    /// Target: end the transfer (lifetime 0); TN: stop-transfer demand.
+    /// Target: end the transfer (lifetime 0 to the Agent; on the same subnet, the wake-up
+    /// to the TN); TN: stop-transfer demand (to the Agent, or to the same-subnet Target).
     Stop,
     /// Show the daemon's state.
     Status,
@@ -107,7 +116,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Offer { peer, role, lifetime, further, reverse_tunnel, tn_address } => Request::Offer {
+        Command::Offer { peer, role, lifetime, further, reverse_tunnel, tn_address, local } => Request::Offer {
             peer,
             role: match role {
                 RoleArg::Transferring => "transferring".into(),
@@ -117,8 +126,9 @@ fn main() -> ExitCode {
             further_transfer: further,
             reverse_tunnel,
             tn_address,
+            local,
         },
-        Command::Accept { id, reverse_tunnel } => Request::Accept { id, reverse_tunnel },
+        Command::Accept { id, reverse_tunnel, local } => Request::Accept { id, reverse_tunnel, local },
         Command::Transfer { id } => Request::Transfer { id },
         Command::Renew => Request::Renew,
         Command::Stop => Request::Stop,

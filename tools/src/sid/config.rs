@@ -10,7 +10,8 @@
 //! # optional: negotiation_port = 4343, registration_port = 434, org_id = 32473,
 //! # data_plane = true, tun_name = "sid0", tun_mtu = 1400, route_table = 4343,
 //! # ip_command = "ip", auto_transfer = false, lifetime = 120, private_key = "hex",
-//! # link_address = "02:00:00:00:00:01" (the MAC sent for the wake-up without data plane)
+//! # link_address = "02:00:00:00:00:01" (the MAC sent for the wake-up without data plane),
+//! # interim_address = "198.18.0.99" (an address the TN holds for the wake-up instead)
 //!
 //! [agent]                            # the TN's Agent and its mobility security association
 //! address = "198.18.0.1"
@@ -21,7 +22,20 @@
 //! identity = "laptop"
 //! address = "198.19.1.10:4343"       # optional: only needed to send it Offers
 //! psk = "hex"                        # or public_key = "hex" (X25519)
+//! # same_subnet = true               # this peer is on our link: transfer without the Agent
 //! ```
+//!
+//! **Same-subnet transfers (patent FIG. 1b).** A TN offers terms without an Agent, and the
+//! Target then takes the address over by ARP itself, when
+//!
+//! - the TN has no `[agent]` section (every transfer is then a same-subnet one), or
+//! - the peer has `same_subnet = true`, or
+//! - the user asks for it: `sidctl offer --local ...`, or `sidctl accept ID --local` when
+//!   the Target made the offer.
+//!
+//! A Target needs nothing more: it takes whatever the terms say (an Agent: FIG. 1a,
+//! none: FIG. 1b). Configuration examples: `config/sid-tn-local.toml`,
+//! `config/sid-target-local.toml`.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -69,6 +83,7 @@ struct DeviceSection {
     lifetime: Option<u16>,
     private_key: Option<String>,
     link_address: Option<String>,
+    interim_address: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +101,7 @@ struct PeerSection {
     address: Option<SocketAddrV4>,
     psk: Option<String>,
     public_key: Option<String>,
+    same_subnet: Option<bool>,
 }
 
 /// The checked configuration.
@@ -112,6 +128,11 @@ pub struct SidConfig {
     pub agent: Option<(Ipv4Addr, SecurityAssociation)>,
     /// The TN's MAC for the wake-up when the data plane is off (else the interface's).
     pub link_address: Option<[u8; 6]>,
+    /// The TN's interim address for the wake-up, when it holds one.
+    pub interim_address: Option<Ipv4Addr>,
+    /// Peers (identities) on this device's own link: transfers to them go without the
+    /// Agent (FIG. 1b).
+    pub same_subnet_peers: Vec<String>,
     pub negotiator: NegotiatorConfig,
 }
 
@@ -163,7 +184,11 @@ impl SidConfig {
         if let Some(k) = &d.private_key {
             negotiator.private_key = Some(PrivateKey::from_bytes(&key32("device.private_key", k)?));
         }
+        let mut same_subnet_peers = Vec::new();
         for p in f.peer {
+            if p.same_subnet == Some(true) {
+                same_subnet_peers.push(p.identity.clone());
+            }
             let association = match (&p.psk, &p.public_key) {
                 (Some(s), None) => Association::PreShared(SharedSecret::new(hex_bytes("peer.psk", s)?)),
                 (None, Some(k)) => Association::PublicKey(PublicKey::from_bytes(key32("peer.public_key", k)?)),
@@ -186,8 +211,15 @@ impl SidConfig {
             Some(m) => Some(mip_ha::sid::parse_mac(m).ok_or_else(|| invalid("device.link_address: aa:bb:cc:dd:ee:ff expected"))?),
             None => None,
         };
+        if let Some(i) = d.interim_address {
+            if i.is_unspecified() || i.is_broadcast() || i.is_multicast() || i == d.address {
+                return Err(invalid("device.interim_address: another unicast address of this device"));
+            }
+        }
         Ok(SidConfig {
             link_address,
+            interim_address: d.interim_address,
+            same_subnet_peers,
             identity: d.identity,
             address: d.address,
             interface: d.interface,
@@ -215,11 +247,28 @@ mod tests {
 
     #[test]
     fn example_configs_parse() {
-        for f in ["sid-tn.toml", "sid-target.toml"] {
+        for f in ["sid-tn.toml", "sid-target.toml", "sid-tn-local.toml", "sid-target-local.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config").join(f);
             let c = SidConfig::load(&path).unwrap();
             assert_eq!(c.negotiation_port, 4343);
         }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let tn = SidConfig::load(&dir.join("sid-tn-local.toml")).unwrap();
+        assert!(tn.agent.is_none(), "a same-subnet TN needs no Agent");
+        let both = SidConfig::load(&dir.join("sid-target-local.toml")).unwrap();
+        assert_eq!(both.same_subnet_peers, vec!["desk".to_owned()]);
+    }
+
+    #[test]
+    fn same_subnet_settings() {
+        let base = "[device]\nidentity='a'\naddress='198.18.0.10'\ninterface='eth0'\ncontrol_socket='/tmp/x'\n";
+        let peer = "[[peer]]\nidentity='b'\npsk='000102030405060708090a0b0c0d0e0f'\n";
+        let c = SidConfig::parse(&format!("{base}interim_address='198.18.0.99'\n{peer}same_subnet=true\n")).unwrap();
+        assert_eq!(c.interim_address, Some(Ipv4Addr::new(198, 18, 0, 99)));
+        assert_eq!(c.same_subnet_peers, vec!["b".to_owned()]);
+        assert!(SidConfig::parse(&format!("{base}{peer}")).unwrap().same_subnet_peers.is_empty());
+        assert!(SidConfig::parse(&format!("{base}interim_address='198.18.0.10'\n")).is_err());
+        assert!(SidConfig::parse(&format!("{base}interim_address='224.0.0.1'\n")).is_err());
     }
 
     #[test]

@@ -20,8 +20,17 @@ pub enum Request {
         reverse_tunnel: bool,
         /// Target offers: the session asked for (default: any).
         tn_address: Option<std::net::Ipv4Addr>,
+        /// TN offers: the Target is on this link, no Agent (FIG. 1b).
+        #[serde(default)]
+        local: bool,
     },
-    Accept { id: u64, reverse_tunnel: Option<bool> },
+    Accept {
+        id: u64,
+        reverse_tunnel: Option<bool>,
+        /// TN answering a Target's offer: no Agent (FIG. 1b).
+        #[serde(default)]
+        local: bool,
+    },
     Transfer { id: u64 },
     Renew,
     Stop,

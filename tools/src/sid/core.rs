@@ -1,6 +1,6 @@
-//! The device daemon's state without I/O: the negotiator, the TN and Target roles, the
-//! control commands, and the network actions the events ask for (applied by
-//! [`super::daemon`]).
+//! The device daemon's state without I/O: the negotiator, the TN and Target roles (through
+//! the Agent, FIG. 1a, and on the same subnet, FIG. 1b), the control commands, and the
+//! network actions the events ask for (applied by [`super::daemon`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -10,8 +10,12 @@ use mip_core::Transmit;
 use rand::rngs::OsRng;
 use serde_json::json;
 use sid_ext::crypto::SessionKey;
+use sid_ext::device::local::{
+    authenticator_spi, LinkTransmit, LocalPlan, LocalSession, LocalTarget, LocalTargetConfig,
+    LocalTargetEvent, LocalTn, LocalTnConfig, LocalTnEvent, LocalTnState,
+};
 use sid_ext::device::{
-    LinkAddress, Target, TargetConfig, TargetEvent, TargetSession, TnConfig, TnEvent,
+    LinkAddress, Target, TargetConfig, TargetEvent, TargetSession, TnConfig, TnEvent, TnState,
     TransferPlan, TransferringNode,
 };
 use sid_ext::negotiation::{
@@ -35,6 +39,13 @@ pub enum NetAction {
     Install { address: Ipv4Addr, agent: Ipv4Addr, reverse_tunnel: bool },
     /// Target: take it off.
     Remove { address: Ipv4Addr },
+    /// Target, same subnet: the address on the TUN device as for `Install` (no tunnel),
+    /// ARP answered for it on the interface, gratuitous ARP.
+    Assume { address: Ipv4Addr },
+    /// Target, same subnet: take it off (ARP no longer answered for it).
+    Relinquish { address: Ipv4Addr },
+    /// Gratuitous ARP again, request and reply, with this device's MAC.
+    Announce { address: Ipv4Addr },
 }
 
 /// A finished negotiation, kept until used.
@@ -53,6 +64,9 @@ pub struct Core {
     pub negotiator: Negotiator<OsRng>,
     pub tn: Option<TransferringNode>,
     pub target: Target,
+    /// Same-subnet roles (FIG. 1b): no Agent needed, so always present.
+    pub local_tn: LocalTn,
+    pub local_target: LocalTarget,
     offered: BTreeMap<u64, (String, Role, SessionTerms)>,
     negotiated: BTreeMap<u64, Negotiated>,
     /// Terms of the session held as Target (to offer it further).
@@ -80,14 +94,23 @@ impl Core {
                 let mut c = TnConfig::new(cfg.address, *agent, sa.clone());
                 c.org_id = cfg.org_id;
                 c.link_address = mac.map(LinkAddress::ethernet);
+                c.interim = cfg.interim_address;
                 Some(TransferringNode::new(c, rand::random()).map_err(|e| e.to_string())?)
             }
             None => None,
         };
         let mut tc = TargetConfig::new(cfg.address);
         tc.org_id = cfg.org_id;
+        let mut ltn = LocalTnConfig::new(cfg.address);
+        ltn.org_id = cfg.org_id;
+        ltn.link_address = mac.map(LinkAddress::ethernet);
+        ltn.interim = cfg.interim_address;
+        let mut ltg = LocalTargetConfig::new(cfg.address);
+        ltg.org_id = cfg.org_id;
         Ok(Core {
             target: Target::new(tc, rand::random()),
+            local_tn: LocalTn::new(ltn, rand::random()),
+            local_target: LocalTarget::new(ltg),
             negotiator,
             tn,
             offered: BTreeMap::new(),
@@ -113,6 +136,8 @@ impl Core {
             self.negotiator.poll_timeout(),
             self.tn.as_ref().and_then(TransferringNode::poll_timeout),
             self.target.poll_timeout(),
+            self.local_tn.poll_timeout(),
+            self.local_target.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -125,6 +150,8 @@ impl Core {
             tn.handle_timeout(now);
         }
         self.target.handle_timeout(now);
+        self.local_tn.handle_timeout(now);
+        self.local_target.handle_timeout(now);
         self.process(now);
     }
 
@@ -133,9 +160,26 @@ impl Core {
         self.process(now);
     }
 
-    /// UDP 434: replies to the TN or the Target, wake-ups to the TN.
+    /// UDP 434: replies to the TN or the Target, wake-ups to the TN; requests and
+    /// wake-up acknowledgements to the same-subnet Target; replies and wake-ups under the
+    /// same-subnet session's SPI to the same-subnet TN.
     pub fn registration_datagram(&mut self, now: Time, from: SocketAddrV4, payload: &[u8]) {
-        let for_tn = match mip_core::wire::message_type(payload) {
+        use mip_core::wire::notification::{NOTIFICATION_ACK_TYPE, NOTIFICATION_TYPE};
+        use mip_core::wire::{REPLY_TYPE, REQUEST_TYPE};
+        let kind = mip_core::wire::message_type(payload);
+        let local_tn_spi = self.local_tn.session_spi();
+        if matches!(kind, Some(REQUEST_TYPE | NOTIFICATION_ACK_TYPE)) {
+            self.local_target.handle_datagram(now, from, payload);
+            return self.process(now);
+        }
+        if matches!(kind, Some(REPLY_TYPE | NOTIFICATION_TYPE))
+            && local_tn_spi.is_some()
+            && authenticator_spi(payload) == local_tn_spi
+        {
+            self.local_tn.handle_datagram(now, from, payload);
+            return self.process(now);
+        }
+        let for_tn = match kind {
             Some(mip_core::wire::notification::NOTIFICATION_TYPE) => true,
             // A reply is the TN's when it names the TN's address and the TN waits for one.
             Some(mip_core::wire::REPLY_TYPE) => self.tn.as_ref().is_some_and(|tn| {
@@ -160,7 +204,15 @@ impl Core {
         if let Some(t) = self.tn.as_mut().and_then(TransferringNode::poll_transmit) {
             return Some(t);
         }
-        self.target.poll_transmit()
+        self.target
+            .poll_transmit()
+            .or_else(|| self.local_tn.poll_transmit())
+            .or_else(|| self.local_target.poll_transmit())
+    }
+
+    /// Wake-ups to send as Ethernet frames to the TN's MAC, bypassing ARP.
+    pub fn poll_link_transmit(&mut self) -> Option<LinkTransmit> {
+        self.local_target.poll_link_transmit()
     }
 
     /// Drains the events of every part.
@@ -173,6 +225,24 @@ impl Core {
         }
         while let Some(ev) = self.target.poll_event() {
             self.on_target(ev);
+        }
+        while let Some(ev) = self.local_tn.poll_event() {
+            self.note(format!("tn (same subnet): {ev:?}"));
+            self.actions.extend(match ev {
+                LocalTnEvent::ReleaseAddress { address } => Some(NetAction::Release { address }),
+                LocalTnEvent::TakeBackAddress { address } => Some(NetAction::TakeBack { address }),
+                LocalTnEvent::Announce { address } => Some(NetAction::Announce { address }),
+                _ => None,
+            });
+        }
+        while let Some(ev) = self.local_target.poll_event() {
+            self.note(format!("target (same subnet): {ev:?}"));
+            self.actions.extend(match ev {
+                LocalTargetEvent::AssumeAddress { address } => Some(NetAction::Assume { address }),
+                LocalTargetEvent::ReleaseAddress { address } => Some(NetAction::Relinquish { address }),
+                LocalTargetEvent::Announce { address } => Some(NetAction::Announce { address }),
+                _ => None,
+            });
         }
     }
 
@@ -218,11 +288,31 @@ impl Core {
     }
 
     fn take_session(&mut self, now: Time, id: u64) -> Result<(), String> {
+        let holds_local = self.local_target.holds_address();
+        let holds_agent = self.target.session().is_some();
         let n = self.negotiated.get_mut(&id).ok_or("no such negotiation")?;
-        let agent = n
-            .terms
-            .agent
-            .ok_or("same-subnet transfer (FIG. 1b, no Agent) is not implemented")?;
+        let Some(agent) = n.terms.agent else {
+            // FIG. 1b: ready to take the address over when the TN says so.
+            if holds_agent {
+                return Err("this device holds a session through an Agent; end it first".into());
+            }
+            let tn_link = <[u8; 6]>::try_from(n.terms.tn_lla.as_slice()).ok().map(LinkAddress::ethernet);
+            let session = LocalSession {
+                tn_address: n.terms.tn_address,
+                tn_link,
+                interim: n.terms.interim,
+                session_key: n.key.clone(),
+                lifetime: n.terms.lifetime,
+            };
+            self.local_target.accept_session(session).map_err(|e| e.to_string())?;
+            if let Some(n) = self.negotiated.get_mut(&id) {
+                n.used = true;
+            }
+            return Ok(());
+        };
+        if holds_local {
+            return Err("this device holds a same-subnet session; end it first".into());
+        }
         n.used = true;
         let session = TargetSession {
             tn_address: n.terms.tn_address,
@@ -243,6 +333,18 @@ impl Core {
             TnEvent::TakeBackAddress { address } => self.actions.push_back(NetAction::TakeBack { address }),
             _ => {}
         }
+    }
+
+    /// FIG. 1b: the TN tells the same-subnet Target to take the address now.
+    fn transfer_local(&mut self, now: Time, n: &Negotiated) -> Result<(), String> {
+        if n.terms.tn_address != self.cfg.address {
+            return Err("a same-subnet session is not handed on: further transfer needs an Agent".into());
+        }
+        if self.tn.as_ref().is_some_and(|tn| tn.state() != TnState::Home) {
+            return Err("the address is already transferred through the Agent".into());
+        }
+        let plan = LocalPlan { target: *n.peer_address.ip(), session_key: n.key.clone(), lifetime: n.terms.lifetime };
+        self.local_tn.take_over(now, &plan).map_err(|e| e.to_string())
     }
 
     fn on_target(&mut self, ev: TargetEvent) {
@@ -267,7 +369,12 @@ impl Core {
         }
         let target_ip = *n.peer_address.ip();
         let reverse = n.terms.reverse_path == ReversePath::Tunnel;
-        if n.terms.tn_address == self.cfg.address {
+        if n.terms.agent.is_none() {
+            self.transfer_local(now, &n)?;
+        } else if n.terms.tn_address == self.cfg.address {
+            if self.local_tn.state() != LocalTnState::Home {
+                return Err("the address is with a same-subnet Target".into());
+            }
             let tn = self.tn.as_mut().ok_or("no [agent] configured: cannot act as Transferring Node")?;
             let plan = TransferPlan {
                 target: target_ip,
@@ -305,11 +412,35 @@ impl Core {
             .map(|p| p.identity.clone())
     }
 
+    /// Whether a transfer with `peer` goes without the Agent (FIG. 1b): asked for, set for
+    /// the peer in the configuration, or no Agent configured at all.
+    fn same_subnet(&self, peer: &str, asked: bool) -> bool {
+        asked || self.tn.is_none() || self.cfg.same_subnet_peers.iter().any(|p| p == peer)
+    }
+
     /// The TN's side of terms: its address, Agent and link-layer address (or, for a
-    /// Target offering the session on, the original TN's).
-    fn tn_terms(&self, lifetime: u16, further: bool, reverse: bool) -> Result<SessionTerms, String> {
+    /// Target offering the session on, the original TN's). `local`: no Agent (FIG. 1b).
+    fn tn_terms(&self, lifetime: u16, further: bool, reverse: bool, local: bool) -> Result<SessionTerms, String> {
         if let Some(held) = &self.held {
             return Ok(SessionTerms { lifetime, further_transfer: further, reverse_path: reverse_path(reverse), ..held.clone() });
+        }
+        if local {
+            if reverse {
+                return Err("a same-subnet transfer has no Agent to reverse-tunnel through".into());
+            }
+            if further {
+                return Err("further transfer needs an Agent; a same-subnet transfer cannot grant it".into());
+            }
+            let c = self.local_tn.config();
+            return Ok(SessionTerms {
+                tn_address: self.cfg.address,
+                agent: None,
+                tn_lla: c.link_address.as_ref().map(|l| l.address.clone()).unwrap_or_default(),
+                interim: c.interim,
+                further_transfer: false,
+                lifetime,
+                reverse_path: ReversePath::Direct,
+            });
         }
         let tn = self.tn.as_ref().ok_or("no [agent] configured and no session held")?;
         Ok(SessionTerms {
@@ -334,11 +465,12 @@ impl Core {
 
     fn command_inner(&mut self, now: Time, req: Request) -> Result<Response, String> {
         match req {
-            Request::Offer { peer, role, lifetime, further_transfer, reverse_tunnel, tn_address } => {
+            Request::Offer { peer, role, lifetime, further_transfer, reverse_tunnel, tn_address, local } => {
                 let name = self.find_peer(&peer).ok_or_else(|| format!("no configured peer {peer:?}"))?;
                 let lifetime = lifetime.unwrap_or(self.cfg.lifetime);
+                let local = self.same_subnet(&name, local);
                 let (role, terms) = match role.as_str() {
-                    "transferring" | "tn" => (Role::TransferringNode, self.tn_terms(lifetime, further_transfer, reverse_tunnel)?),
+                    "transferring" | "tn" => (Role::TransferringNode, self.tn_terms(lifetime, further_transfer, reverse_tunnel, local)?),
                     "target" => (
                         Role::TargetNode,
                         SessionTerms::target_request(
@@ -355,12 +487,15 @@ impl Core {
                 r.data = json!({ "id": id.0 });
                 Ok(r)
             }
-            Request::Accept { id, reverse_tunnel } => {
-                let (_, peer_role, offered) = self.offered.get(&id).cloned().ok_or("no such pending offer")?;
+            Request::Accept { id, reverse_tunnel, local } => {
+                let (peer, peer_role, offered) = self.offered.get(&id).cloned().ok_or("no such pending offer")?;
                 let terms = match peer_role {
-                    // We are the TN: fill in our side, keep what the Target asked for.
+                    // We are the TN: fill in our side, keep what the Target asked for (a
+                    // same-subnet answer clears F, which the rules allow).
                     Role::TargetNode => {
-                        let t = self.tn_terms(offered.lifetime, offered.further_transfer, offered.reverse_path == ReversePath::Tunnel)?;
+                        let local = self.same_subnet(&peer, local);
+                        let further = offered.further_transfer && !local;
+                        let t = self.tn_terms(offered.lifetime, further, offered.reverse_path == ReversePath::Tunnel, local)?;
                         if !offered.tn_address.is_unspecified() && offered.tn_address != t.tn_address {
                             return Err(format!("the Target asks for {}, not ours", offered.tn_address));
                         }
@@ -381,10 +516,23 @@ impl Core {
             }
             Request::Transfer { id } => Ok(Response::ok(self.transfer(now, id)?)),
             Request::Renew => {
+                if self.local_target.holds_address() {
+                    return Err("a same-subnet transfer is not renewed: its lifetime is the TN's grant".into());
+                }
                 self.target.renew(now).map_err(|e| e.to_string())?;
                 Ok(Response::ok("renewal sent"))
             }
             Request::Stop => {
+                if self.local_target.holds_address() {
+                    self.local_target.end(now).map_err(|e| e.to_string())?;
+                    return Ok(Response::ok("ending the same-subnet transfer: wake-up sent to the TN"));
+                }
+                if self.local_tn.state() != LocalTnState::Home
+                    || (self.tn.is_none() && self.local_tn.session_spi().is_some())
+                {
+                    self.local_tn.stop(now, StopReason::Override).map_err(|e| e.to_string())?;
+                    return Ok(Response::ok("stop-transfer demand sent to the same-subnet Target"));
+                }
                 if self.target.session().is_some() {
                     self.target.end(now).map_err(|e| e.to_string())?;
                     return Ok(Response::ok("ending the transfer (lifetime 0)"));
@@ -423,6 +571,31 @@ impl Core {
             "expires_in": self.target.expires().map(|e| e.saturating_duration_since(now).as_secs()),
             "requests_sent": self.target.stats().requests_sent,
         });
+        let (ltn, ltg) = (&self.local_tn, &self.local_target);
+        let same_subnet = json!({
+            "tn": {
+                "state": ltn.state().name(),
+                "session_spi": ltn.session_spi(),
+                "requests_sent": ltn.stats().requests_sent,
+                "retransmissions": ltn.stats().retransmissions,
+                "wake_ups_accepted": ltn.stats().wake_ups_accepted,
+                "wake_ups_discarded": ltn.stats().wake_ups_discarded,
+            },
+            "target": {
+                "state": ltg.state().name(),
+                "tn_address": ltg.session().map(|s| s.tn_address),
+                "session_spi": ltg.session_spi(),
+                "expires_in": ltg.expires().map(|e| e.saturating_duration_since(now).as_secs()),
+                "requests_accepted": ltg.stats().requests_accepted,
+                "requests_refused": ltg.stats().requests_refused,
+                "replays_refused": ltg.stats().replays_refused,
+                "discarded_auth": ltg.stats().discarded_auth,
+                "discarded_unmatched": ltg.stats().discarded_unmatched,
+                "wake_ups_sent": ltg.stats().wake_ups_sent,
+                "wake_ups_acknowledged": ltg.stats().wake_ups_acknowledged,
+                "bad_acknowledgements": ltg.stats().bad_acknowledgements,
+            },
+        });
         let offers: Vec<_> = self
             .offered
             .iter()
@@ -438,6 +611,7 @@ impl Core {
             "address": self.cfg.address,
             "transferring_node": tn,
             "target": target,
+            "same_subnet": same_subnet,
             "offers": offers,
             "negotiated": negotiated,
             "data": self.data,
@@ -445,3 +619,7 @@ impl Core {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,7 +1,13 @@
 //! `sidctl serve`: the I/O shell around [`Core`]. Sockets: negotiation (UDP 4343),
 //! registration and wake-up (UDP 434), the Unix control socket; with the data plane on,
 //! also the TUN device holding a transferred address, the IP-in-IP raw socket, a raw
-//! sender and an ARP sender on the interface (the mobile node daemon's helpers).
+//! sender and an ARP sender on the interface (the mobile node daemon's helpers), and a
+//! send-only packet socket for the same-subnet Target's wake-up, an Ethernet frame built
+//! by hand to the TN's MAC (bypassing ARP, which maps the TN's address to us).
+//!
+//! The loop polls the data plane first (`biased`), and a Target taking an address off
+//! first delivers what the tunnel socket already holds: a reply that ends a binding must
+//! not overtake the tunnelled packets that arrived before it.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, SystemTime};
@@ -9,6 +15,9 @@ use std::time::{Duration, SystemTime};
 use mip_core::dataplane::arp::{gratuitous_frame, ArpOp};
 use mip_core::dataplane::Encapsulation;
 use mip_core::time::Time;
+use mip_ha::dataplane::engine::{write_udp_frame, MAX_LINK_FRAME};
+use nix::sys::socket::MsgFlags;
+use sid_ext::device::local::LinkTransmit;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tracing::{info, warn};
@@ -49,6 +58,8 @@ struct Net {
     raw: RawSender,
     ipip: Receiver,
     tun: tun::AsyncDevice,
+    /// Send-only AF_PACKET socket (protocol 0: nothing is ever queued to it).
+    frames: socket2::Socket,
 }
 
 fn ip(args: &[&str], may_fail: bool) -> IpCommand {
@@ -93,6 +104,25 @@ fn plan_for(cfg: &SidConfig, action: &NetAction) -> NetPlan {
             plan.commands.push(ip(&["-4", "route", "flush", "table", &table], true));
             plan.commands.push(ip(&["-4", "addr", "del", &a32, "dev", &cfg.tun_name], true));
         }
+        // Same subnet: the address on the TUN device exactly as for the Agent's tunnel
+        // (so RST/ICMP suppression works), and since it is local, Linux answers ARP for it
+        // on the interface (arp_ignore 0). arp_announce 2: this device's own ARP requests
+        // carry its own address, never the held one, so they cannot pull the TN's
+        // neighbours back once the TN has taken the address back. accept_local 1: the
+        // TN's stop demand and acknowledgement come from the held address, which Linux
+        // would otherwise drop as a martian source (needs rp_filter 0 or 2).
+        NetAction::Assume { address } => {
+            plan = plan_for(cfg, &NetAction::Install { address: *address, agent: Ipv4Addr::UNSPECIFIED, reverse_tunnel: false });
+            plan.sysctls.push(sysctl(eth, "arp_ignore", "0"));
+            plan.sysctls.push(sysctl(eth, "arp_announce", "2"));
+            plan.sysctls.push(sysctl(eth, "accept_local", "1"));
+        }
+        NetAction::Relinquish { address } => {
+            plan = plan_for(cfg, &NetAction::Remove { address: *address });
+            plan.sysctls.push(sysctl(eth, "arp_announce", "0"));
+            plan.sysctls.push(sysctl(eth, "accept_local", "0"));
+        }
+        NetAction::Announce { .. } => {}
     }
     plan
 }
@@ -148,6 +178,7 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
             raw: RawSender::new(&cfg.interface).map_err(io_err("raw IP socket"))?,
             ipip: packet::tunnel_receiver(4).map_err(io_err("IP-in-IP socket"))?,
             tun,
+            frames: mip_core::linux::packet_socket(ifindex, 0, false).map_err(io_err("frame socket"))?,
         };
         (Some(net), Some(mac))
     } else {
@@ -172,16 +203,19 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
     let mut nbuf = vec![0u8; 4096];
     let mut rbuf = vec![0u8; 4096];
     loop {
-        s.flush().await;
+        s.flush(&mut bufs).await;
         let wake_at = s.core.poll_timeout().map(instant_at);
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         let active = s.colocation.is_some();
+        // Data plane first: what arrived earlier is delivered before a control message
+        // that may take the address away.
         let w = tokio::select! {
-            r = s.neg.recv_from(&mut nbuf) => Wake::Neg(r),
-            r = s.reg.recv_from(&mut rbuf) => Wake::Reg(r),
-            r = control.accept() => Wake::Control(r),
+            biased;
             r = recv_opt(s.net.as_ref().map(|n| &n.ipip), &mut bufs.tunnel_in[0]) => Wake::Tunnel(r),
             r = tun_opt(s.net.as_ref().map(|n| &n.tun), active, &mut bufs.tun_in) => Wake::Tun(r),
+            r = s.reg.recv_from(&mut rbuf) => Wake::Reg(r),
+            r = s.neg.recv_from(&mut nbuf) => Wake::Neg(r),
+            r = control.accept() => Wake::Control(r),
             () = tokio::time::sleep_until(wake_at.unwrap_or(far)) => Wake::Timer,
             _ = sigterm.recv() => Wake::Stop,
             _ = sigint.recv() => Wake::Stop,
@@ -204,10 +238,20 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
             Wake::Stop => break,
         }
     }
-    // Leave the network as found: a held address off, ARP answered again.
+    // A same-subnet Target going away still wakes its TN (one copy, no waiting).
+    if s.core.local_target.holds_address() {
+        let _ = s.core.local_target.end(now());
+        s.flush(&mut bufs).await;
+    }
+    // Leave the network as found: a held address off, ARP answered again. (A same-subnet
+    // hold is the colocation without an Agent.)
+    let released = s.core.tn.is_some() || s.core.local_tn.state() != sid_ext::device::local::LocalTnState::Home;
     for a in [
-        s.colocation.map(|c| NetAction::Remove { address: c.home_address }),
-        Some(NetAction::TakeBack { address: s.core.cfg.address }).filter(|_| s.core.tn.is_some()),
+        s.colocation.map(|c| match c.home_agent.is_unspecified() {
+            true => NetAction::Relinquish { address: c.home_address },
+            false => NetAction::Remove { address: c.home_address },
+        }),
+        Some(NetAction::TakeBack { address: s.core.cfg.address }).filter(|_| released),
     ]
     .into_iter()
     .flatten()
@@ -225,24 +269,96 @@ pub async fn serve(cfg: SidConfig) -> Result<(), ServeError> {
 }
 
 impl Shell {
-    /// Sends what the state machines queued and applies network actions.
-    async fn flush(&mut self) {
+    /// Sends what the state machines queued and applies network actions, in this order:
+    /// negotiation messages first (a FIG. 1a Target installs the TN's address when the
+    /// negotiation completes: its last message to the TN must leave before the address
+    /// is local), then the actions, then UDP 434 (a same-subnet Target's "accepted" once
+    /// it holds the address; a TN's wake-up acknowledgement once its gratuitous ARP has
+    /// taken the address back, so that the Target lets go only then).
+    async fn flush(&mut self, bufs: &mut Buffers) {
         while let Some(t) = self.core.poll_negotiation_transmit() {
             if let Err(e) = self.neg.send_to(&t.payload, SocketAddr::V4(t.destination)).await {
                 warn!(to = %t.destination, "negotiation send: {e}");
             }
+        }
+        while let Some(a) = self.core.actions.pop_front() {
+            self.apply(bufs, a).await;
+        }
+        while let Some(t) = self.core.poll_link_transmit() {
+            self.send_link(&t).await;
         }
         while let Some(t) = self.core.poll_registration_transmit() {
             if let Err(e) = self.reg.send_to(&t.payload, SocketAddr::V4(t.destination)).await {
                 warn!(to = %t.destination, "registration send: {e}");
             }
         }
-        while let Some(a) = self.core.actions.pop_front() {
-            self.apply(a).await;
+    }
+
+    /// A wake-up to the TN's MAC: Ethernet + IPv4 + UDP built here, sent as a frame, so
+    /// that the ARP table (which maps the TN's address to us) is not consulted. Without a
+    /// data plane the address never moved, so plain UDP reaches the TN.
+    async fn send_link(&mut self, t: &LinkTransmit) {
+        let Some(net) = &self.net else {
+            if let Err(e) = self.reg.send_to(&t.payload, SocketAddr::V4(t.destination)).await {
+                warn!(to = %t.destination, "wake-up send: {e}");
+            }
+            return;
+        };
+        let mut frame = [0u8; MAX_LINK_FRAME];
+        self.identification = self.identification.wrapping_add(1);
+        match write_udp_frame(t.mac, net.mac, t.source, t.destination, self.identification, &t.payload, &mut frame) {
+            Ok(len) => {
+                if let Err(e) = net.frames.send_with_flags(frame.get(..len).unwrap_or_default(), libc::MSG_DONTWAIT) {
+                    warn!(to = %t.destination, "wake-up frame: {e}");
+                }
+            }
+            Err(e) => warn!(to = %t.destination, "wake-up frame not built: {e}"),
         }
     }
 
-    async fn apply(&mut self, a: NetAction) {
+    /// Gratuitous ARP for `address` with our MAC, request and reply (RFC 5944 4.6).
+    fn announce(&mut self, address: Ipv4Addr) {
+        let Some(net) = &self.net else { return };
+        let mut frame = [0u8; 64];
+        for op in [ArpOp::Request, ArpOp::Reply] {
+            if let Ok(len) = gratuitous_frame(address, net.mac, op, net.mac, &mut frame) {
+                match net.arp.send(frame.get(..len).unwrap_or_default()) {
+                    Ok(_) => self.core.data.gratuitous_arps += 1,
+                    Err(e) => warn!("gratuitous ARP: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Delivers what the IP-in-IP socket already holds (without waiting), before the
+    /// colocation that accepts it goes away.
+    async fn drain_tunnel(&mut self, bufs: &mut Buffers) {
+        let Some(fd) = self.net.as_ref().map(|n| n.ipip.raw_fd()) else { return };
+        // Bounded: the Agent stopped tunnelling before it answered, so the queue is finite.
+        for _ in 0..4096 {
+            let Some(buf) = bufs.tunnel_in.first_mut() else { return };
+            match nix::sys::socket::recv(fd, buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    self.core.data.drained_at_removal += 1;
+                    self.tunnel_in(bufs, n).await;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn apply(&mut self, bufs: &mut Buffers, a: NetAction) {
+        if let NetAction::Announce { address } = a {
+            return self.announce(address);
+        }
+        if matches!(a, NetAction::Remove { .. }) {
+            self.drain_tunnel(bufs).await;
+        }
+        // Taking back: announce first (a sysctl and the unpinning take milliseconds the
+        // stream would otherwise spend at a device that is letting the address go).
+        if let NetAction::TakeBack { address } = a {
+            self.announce(address);
+        }
         match &a {
             NetAction::Install { address, agent, reverse_tunnel } => {
                 self.colocation = Some(Colocation {
@@ -254,7 +370,19 @@ impl Shell {
                     link_mtu: self.link_mtu,
                 });
             }
-            NetAction::Remove { .. } => self.colocation = None,
+            NetAction::Assume { address } => {
+                // No tunnel: the address is reached on the link. Only the outbound half
+                // is used; an unspecified Agent makes the tunnel half accept nothing.
+                self.colocation = Some(Colocation {
+                    home_address: *address,
+                    home_agent: Ipv4Addr::UNSPECIFIED,
+                    care_of: self.core.cfg.address,
+                    reverse_tunnel: false,
+                    encapsulation: Encapsulation::IpInIp,
+                    link_mtu: self.link_mtu,
+                });
+            }
+            NetAction::Remove { .. } | NetAction::Relinquish { .. } => self.colocation = None,
             _ => {}
         }
         if self.net.is_none() {
@@ -266,20 +394,9 @@ impl Shell {
         match a {
             NetAction::Release { .. } => self.pin().await,
             NetAction::TakeBack { .. } => self.unpin().await,
+            // Same subnet: the address is ours now; tell the link (RFC 5944 4.6 form).
+            NetAction::Assume { address } => self.announce(address),
             _ => {}
-        }
-        let Some(net) = &self.net else { return };
-        if let NetAction::TakeBack { address } = a {
-            // RFC 5944 4.6: announce the address again, request and reply form.
-            let mut frame = [0u8; 64];
-            for op in [ArpOp::Request, ArpOp::Reply] {
-                if let Ok(len) = gratuitous_frame(address, net.mac, op, net.mac, &mut frame) {
-                    match net.arp.send(frame.get(..len).unwrap_or_default()) {
-                        Ok(_) => self.core.data.gratuitous_arps += 1,
-                        Err(e) => warn!("gratuitous ARP: {e}"),
-                    }
-                }
-            }
         }
     }
 

@@ -1,4 +1,6 @@
-//! The Target's data plane decisions (the I/O is in the daemon). Tunnel in and packets out
+//! The Target's data plane decisions (the I/O is in the daemon). A same-subnet Target
+//! (FIG. 1b) receives the session's packets on its interface like any local packets and
+//! uses only the outbound half (direct, never reverse-tunnelled). Tunnel in and packets out
 //! reuse the co-located mobile node's `crate::mn::datapath::{inbound, outbound}`: the
 //! Target is to the Agent what a co-located mobile node is to its home agent (the TN's
 //! address plays the home address, the Target's own address the care-of address).
@@ -54,6 +56,8 @@ pub struct SidDataStats {
     pub suppressed_icmp_unreachable: u64,
     pub send_errors: u64,
     pub gratuitous_arps: u64,
+    /// Tunnelled packets still queued when the address was taken off, delivered first.
+    pub drained_at_removal: u64,
 }
 
 #[cfg(test)]
