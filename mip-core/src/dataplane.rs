@@ -7,6 +7,7 @@
 //! - [`icmp_error`]: Destination Unreachable, Fragmentation Needed and Time Exceeded
 //!   (RFC 792, RFC 1191) about a packet we could not forward;
 //! - [`arp`] and [`ethernet`]: proxy and gratuitous ARP (RFC 5944 4.6, RFC 826);
+//! - [`frame`]: an Ethernet frame carrying a UDP datagram we originate (no ARP);
 //! - [`offload`]: completing partial checksums and segmenting TCP super-packets that
 //!   Linux hands to AF_PACKET readers on veth links (virtio-net header).
 //!
@@ -15,6 +16,7 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod frame;
 pub mod icmp_error;
 pub mod ipv4;
 pub mod offload;

@@ -3,7 +3,7 @@
 //! they cannot go through the kernel's routing and ARP (RFC 5944 4.2.2: no broadcast
 //! ARP for a visitor). Also the small reads of captured frames the shell needs.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use mip_core::dataplane::ethernet::{self, ETHERTYPE_IPV4};
 use mip_core::dataplane::ipv4::{
@@ -13,7 +13,7 @@ use mip_core::dataplane::{DataplaneError, Result};
 
 use crate::MacAddr;
 
-pub const UDP_HEADER_LEN: usize = 8;
+use mip_core::dataplane::frame::UDP_HEADER_LEN;
 
 /// The Ethernet destination of an IPv4 destination: broadcast, the RFC 1112 multicast
 /// mapping, or the given unicast address.
@@ -42,56 +42,6 @@ pub fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
     } else {
         c
     }
-}
-
-/// Writes an Ethernet frame carrying an IPv4/UDP datagram; returns its length.
-pub fn write_udp_frame(
-    dst_mac: MacAddr,
-    src_mac: MacAddr,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    ttl: u8,
-    payload: &[u8],
-    out: &mut [u8],
-) -> Result<usize> {
-    let udp_len = UDP_HEADER_LEN + payload.len();
-    let total = MIN_HEADER_LEN + udp_len;
-    let total16 =
-        u16::try_from(total).map_err(|_| DataplaneError::Malformed("datagram too long"))?;
-    let frame_len = (ethernet::HEADER_LEN + total).max(ethernet::MIN_FRAME_LEN);
-    let have = out.len();
-    let buf = out
-        .get_mut(..frame_len)
-        .ok_or(DataplaneError::BufferTooSmall {
-            need: frame_len,
-            have,
-        })?;
-    buf.fill(0);
-    ethernet::write_header(dst_mac, src_mac, ETHERTYPE_IPV4, buf)?;
-    let ip = buf.get_mut(ethernet::HEADER_LEN..).unwrap_or_default();
-    ipv4::write_header(
-        ip,
-        &Ipv4Fields {
-            tos: 0,
-            total_len: total16,
-            identification: 0,
-            dont_fragment: true,
-            more_fragments: false,
-            fragment_offset: 0,
-            ttl,
-            protocol: PROTO_UDP,
-            src: *src.ip(),
-            dst: *dst.ip(),
-        },
-    )?;
-    let udp = ip.get_mut(MIN_HEADER_LEN..total).unwrap_or_default();
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    udp[UDP_HEADER_LEN..].copy_from_slice(payload);
-    let sum = udp_checksum(*src.ip(), *dst.ip(), udp);
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    Ok(frame_len)
 }
 
 /// Writes an Ethernet frame carrying an IPv4/ICMP message (checksum already in `icmp`).
@@ -190,6 +140,8 @@ pub fn parse_icmp(pkt: &[u8]) -> Result<(Ipv4Info, &[u8])> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::net::SocketAddrV4;
+
     use super::*;
 
     #[test]
@@ -197,7 +149,15 @@ mod tests {
         let src = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 434);
         let dst = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 10), 40000);
         let mut out = [0u8; 200];
-        let n = write_udp_frame([2; 6], [4; 6], src, dst, 64, b"hello", &mut out).unwrap();
+        let frame = mip_core::dataplane::frame::UdpFrame {
+            dst_mac: [2; 6],
+            src_mac: [4; 6],
+            source: src,
+            destination: dst,
+            ttl: 64,
+            identification: 0,
+        };
+        let n = frame.emit(b"hello", &mut out).unwrap();
         assert_eq!(n, 60, "padded to the Ethernet minimum");
         let f = ethernet::parse(&out[..n]).unwrap();
         assert_eq!(

@@ -20,7 +20,8 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::forwarder::{Forwarder, LinkVerdict, TunnelVerdict, BUFFER_LEN};
-use crate::frame::{link_destination, parse_icmp, parse_udp, write_icmp_frame, write_udp_frame};
+use crate::frame::{link_destination, parse_icmp, parse_udp, write_icmp_frame};
+use mip_core::dataplane::frame::UdpFrame;
 use crate::sys::{self, PACKET_OUTGOING};
 use crate::{FaEvent, FaTransmit, ForeignAgent, IcmpErrorKind, LinkDatagram, MacAddr};
 
@@ -466,15 +467,15 @@ impl State {
     ) {
         let mac = link_destination(*destination.ip(), link).unwrap_or(ethernet::BROADCAST);
         let mut out = std::mem::take(&mut self.out);
-        match write_udp_frame(
-            mac,
-            self.our_mac,
+        let frame = UdpFrame {
+            dst_mac: mac,
+            src_mac: self.our_mac,
             source,
             destination,
-            REPLY_TTL,
-            payload,
-            &mut out,
-        ) {
+            ttl: REPLY_TTL,
+            identification: 0,
+        };
+        match frame.emit(payload, &mut out) {
             Ok(n) => self.send_frame(s, out.get(..n).unwrap_or_default()),
             Err(e) => warn!(%destination, "cannot frame the reply: {e}"),
         }

@@ -292,15 +292,15 @@ pub fn forwarder(event: FaEvent) -> Forwarder {
 /// An IPv4/UDP packet from `src` to `dst` with `ttl` and `data`.
 pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, data: &[u8]) -> Vec<u8> {
     let mut frame = vec![0u8; 2048];
-    let n = mip_fa::frame::write_udp_frame(
-        [0; 6],
-        [0; 6],
-        SocketAddrV4::new(src, 5000),
-        SocketAddrV4::new(dst, 6000),
+    let n = mip_core::dataplane::frame::UdpFrame {
+        dst_mac: [0; 6],
+        src_mac: [0; 6],
+        source: SocketAddrV4::new(src, 5000),
+        destination: SocketAddrV4::new(dst, 6000),
         ttl,
-        data,
-        &mut frame,
-    )
+        identification: 0,
+    }
+    .emit(data, &mut frame)
     .unwrap();
     let total = 20 + 8 + data.len();
     frame[14..n.max(14 + total)][..total].to_vec()

@@ -21,8 +21,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use mip_core::dataplane::arp::{self, ArpOp, ArpRepr};
-use mip_core::dataplane::ethernet::{self, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4, HEADER_LEN, MIN_FRAME_LEN};
-use mip_core::dataplane::offload::{complete_checksum, fill_l4_checksum, GsoType, TcpSegmenter, VnetHdr};
+use mip_core::dataplane::ethernet::{self, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4, HEADER_LEN};
+use mip_core::dataplane::frame::{UdpFrame, MAX_LINK_FRAME, ORIGINATED_TTL};
+use mip_core::dataplane::offload::{complete_checksum, GsoType, TcpSegmenter, VnetHdr};
 use mip_core::dataplane::{
     decapsulate, encapsulate, icmp_error, ipv4, packets, EncapOutcome, TunnelParams, ENCAP_BUFFER_LEN,
 };
@@ -33,64 +34,6 @@ use super::table::{Table, Tunnel};
 
 /// The smallest tunnel MTU a report from inside the tunnel may set.
 pub const MIN_PATH_MTU: u16 = 576;
-/// Largest frame built for a datagram sent straight onto the home link: an Ethernet
-/// MTU of 1500 plus the header. Larger would need fragments, which a wake-up never does.
-pub const MAX_LINK_FRAME: usize = HEADER_LEN + 1500;
-const UDP_HEADER_LEN: usize = 8;
-/// TTL of the datagrams we originate (the Linux default).
-pub const ORIGINATED_TTL: u8 = 64;
-
-/// Writes an Ethernet frame `src_mac -> dst_mac` carrying an IPv4/UDP datagram
-/// `source -> destination` with `payload`: TTL 64, DF, header and UDP checksums filled,
-/// padded to the Ethernet minimum. Returns the frame's length.
-pub fn write_udp_frame(
-    dst_mac: MacAddr,
-    src_mac: MacAddr,
-    source: SocketAddrV4,
-    destination: SocketAddrV4,
-    identification: u16,
-    payload: &[u8],
-    out: &mut [u8],
-) -> Result<usize, mip_core::dataplane::DataplaneError> {
-    use mip_core::dataplane::DataplaneError as E;
-    let udp_len = UDP_HEADER_LEN + payload.len();
-    let ip_len = ipv4::MIN_HEADER_LEN + udp_len;
-    let total_len = u16::try_from(ip_len).map_err(|_| E::Malformed("UDP payload too long for one IPv4 datagram"))?;
-    let frame_len = (HEADER_LEN + ip_len).max(MIN_FRAME_LEN);
-    let have = out.len();
-    let frame = out.get_mut(..frame_len).ok_or(E::BufferTooSmall { need: frame_len, have })?;
-    ethernet::write_header(dst_mac, src_mac, ETHERTYPE_IPV4, frame)?;
-    // frame_len >= HEADER_LEN + ip_len, so both splits are in range.
-    let (_, rest) = frame.split_at_mut(HEADER_LEN);
-    let (pkt, padding) = rest.split_at_mut(ip_len);
-    padding.fill(0);
-    ipv4::write_header(
-        pkt,
-        &ipv4::Ipv4Fields {
-            tos: 0,
-            total_len,
-            identification,
-            dont_fragment: true,
-            more_fragments: false,
-            fragment_offset: 0,
-            ttl: ORIGINATED_TTL,
-            protocol: ipv4::PROTO_UDP,
-            src: *source.ip(),
-            dst: *destination.ip(),
-        },
-    )?;
-    let (_, udp) = pkt.split_at_mut(ipv4::MIN_HEADER_LEN);
-    let (header, data) = udp.split_at_mut(UDP_HEADER_LEN);
-    header[0..2].copy_from_slice(&source.port().to_be_bytes());
-    header[2..4].copy_from_slice(&destination.port().to_be_bytes());
-    // udp_len < ip_len, which fits in 16 bits.
-    header[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    header[6..8].fill(0);
-    data.copy_from_slice(payload);
-    fill_l4_checksum(pkt)?;
-    Ok(frame_len)
-}
-
 /// Where a packet for a home address goes.
 #[derive(Debug, Clone, Copy)]
 enum Via {
@@ -514,8 +457,15 @@ impl Engine {
         out: &mut impl Output,
     ) -> std::io::Result<()> {
         let mut buf = [0u8; MAX_LINK_FRAME];
-        let id = self.identification.fetch_add(1, Relaxed);
-        let sent = match write_udp_frame(mac, self.mac, source, destination, id, payload, &mut buf) {
+        let frame = UdpFrame {
+            dst_mac: mac,
+            src_mac: self.mac,
+            source,
+            destination,
+            ttl: ORIGINATED_TTL,
+            identification: self.identification.fetch_add(1, Relaxed),
+        };
+        let sent = match frame.emit(payload, &mut buf) {
             Ok(n) => match buf.get(..n) {
                 Some(f) => out.frame(f),
                 None => Err(std::io::Error::other("frame longer than its buffer")),

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use mip_core::dataplane::arp::{gratuitous_frame, ArpOp};
 use mip_core::dataplane::Encapsulation;
 use mip_core::time::Time;
-use mip_ha::dataplane::engine::{write_udp_frame, MAX_LINK_FRAME};
+use mip_core::dataplane::frame::{UdpFrame, MAX_LINK_FRAME, ORIGINATED_TTL};
 use nix::sys::socket::MsgFlags;
 use sid_ext::device::local::LinkTransmit;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -306,7 +306,15 @@ impl Shell {
         };
         let mut frame = [0u8; MAX_LINK_FRAME];
         self.identification = self.identification.wrapping_add(1);
-        match write_udp_frame(t.mac, net.mac, t.source, t.destination, self.identification, &t.payload, &mut frame) {
+        let udp = UdpFrame {
+            dst_mac: t.mac,
+            src_mac: net.mac,
+            source: t.source,
+            destination: t.destination,
+            ttl: ORIGINATED_TTL,
+            identification: self.identification,
+        };
+        match udp.emit(&t.payload, &mut frame) {
             Ok(len) => {
                 if let Err(e) = net.frames.send_with_flags(frame.get(..len).unwrap_or_default(), libc::MSG_DONTWAIT) {
                     warn!(to = %t.destination, "wake-up frame: {e}");
