@@ -8,11 +8,18 @@
 //!   inside a namespace.
 //! - [`traffic`]: the probe formats of `sid-traffic` and their analysis (loss and gaps per move).
 //! - [`sid`]: the SID devices (Agent, Transferring Node, Targets) and the `sidctl` calls that drive them.
+//! - [`callapp`]: the call application (`sid-traffic udp-echo`/`udp-call`); [`call`]: the
+//!   SID call-transfer scenario (TN -> Target 1 -> Target 2 -> TN) and its report.
 //! - [`scenario`]: scenarios over a `Lab` that return a serializable report (`sid-lab run`).
 //!
 //! Everything here needs root (namespaces, bridges, raw sockets) and touches only
 //! 198.18.0.0/15 and loopback.
 
+pub mod call;
+mod call_checks;
+pub mod call_report;
+mod call_text;
+pub mod callapp;
 pub mod guard;
 pub mod mobility;
 pub mod netns;

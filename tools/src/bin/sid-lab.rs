@@ -69,14 +69,16 @@ enum Cmd {
         scenario: String,
         #[arg(long)]
         json: bool,
-        /// Seconds of traffic per phase.
-        #[arg(long, default_value_t = 3.0)]
-        duration: f64,
-        #[arg(long, default_value_t = 1000)]
-        pps: u32,
-        /// TCP stream rate, bytes per second.
-        #[arg(long, default_value_t = 1_000_000)]
-        tcp_rate: u64,
+        /// Seconds of traffic per phase (default: the scenario's, 3).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// UDP packets per second (default: the scenario's, 1000).
+        #[arg(long)]
+        pps: Option<u32>,
+        /// TCP stream rate, bytes per second (default: the scenario's; 1,000,000, or
+        /// 20,000 for call-transfer).
+        #[arg(long)]
+        tcp_rate: Option<u64>,
     },
 }
 
@@ -193,7 +195,14 @@ fn list() -> Result<(), Fail> {
     Ok(())
 }
 
-fn run_scenario(name: &str, json: bool, opts: ScenarioOptions) -> Result<bool, Fail> {
+/// The flags of `sid-lab run`, `None` where not given.
+struct RunFlags {
+    duration: Option<f64>,
+    pps: Option<u32>,
+    tcp_rate: Option<u64>,
+}
+
+fn run_scenario(name: &str, json: bool, flags: RunFlags) -> Result<bool, Fail> {
     let s = scenario::find(name).ok_or_else(|| {
         let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
         Fail(
@@ -201,6 +210,17 @@ fn run_scenario(name: &str, json: bool, opts: ScenarioOptions) -> Result<bool, F
             format!("unknown scenario {name:?}; known: {}", names.join(", ")),
         )
     })?;
+    let d = &s.defaults;
+    let duration = match flags.duration {
+        None => d.duration,
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| Fail(2, format!("--duration {secs}: not a duration in seconds")))?,
+    };
+    let opts = ScenarioOptions {
+        duration,
+        pps: flags.pps.unwrap_or(d.pps),
+        tcp_rate: flags.tcp_rate.unwrap_or(d.tcp_rate),
+    };
     teardown_on_signals()?;
     let report = scenario::run_scenario(s, &opts)?;
     if json {
@@ -239,21 +259,15 @@ fn main() -> ExitCode {
             duration,
             pps,
             tcp_rate,
-        } => match Duration::try_from_secs_f64(duration) {
-            Ok(duration) => run_scenario(
-                &scenario,
-                json,
-                ScenarioOptions {
-                    duration,
-                    pps,
-                    tcp_rate,
-                },
-            ),
-            Err(_) => Err(Fail(
-                2,
-                format!("--duration {duration}: not a duration in seconds"),
-            )),
-        },
+        } => run_scenario(
+            &scenario,
+            json,
+            RunFlags {
+                duration,
+                pps,
+                tcp_rate,
+            },
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

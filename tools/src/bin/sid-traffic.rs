@@ -6,10 +6,18 @@
 //!   [--moves-file FILE]`: records every arrival; on SIGTERM/SIGINT or after `--duration`
 //!   writes the JSON report (sent, received, lost, duplicates, reordered, longest gap, per-move
 //!   windows) and the `seq,sent_us,recv_us` arrival log.
+//! - `udp-echo --bind ADDR:PORT [--tag N] [--log FILE]`: the call application on a device.
+//!   Binds with `IP_FREEBIND` (a Target binds the session address before it has it),
+//!   answers every probe at once to its source (same datagram, the tag in its `flow` field),
+//!   logs every arrival as `seq,sent_us,recv_us`; until SIGTERM/SIGINT or `--duration`.
+//! - `udp-call --to ADDR:PORT --pps N --duration S [--bind ADDR:PORT] [--log FILE]`: the
+//!   correspondent's side of a call: probes from one socket, the answers received on it and
+//!   logged as `seq,sent_us,recv_us,tag`; prints a JSON report.
 //! - `tcp-send --to ADDR:PORT --rate BYTES/S --duration S --seed N`: a pseudo-random byte
 //!   stream at a steady rate, then FIN; waits for the receiver's close as proof of delivery.
-//! - `tcp-recv --bind ADDR:PORT --seed N [--report FILE]`: checks every byte in order;
-//!   reports bytes, errors and the longest stall.
+//! - `tcp-recv --bind ADDR:PORT --seed N [--report FILE] [--log FILE]`: checks every byte in
+//!   order; reports bytes, errors and the longest stall; `--log` writes `recv_us,bytes` (the
+//!   stream's progress) per read.
 //! - `ping --to ADDR`: ICMP echo without a `ping` binary.
 //!
 //! Exit codes: 0 done, 1 the traffic failed (connection error, no ping reply), 2 usage,
@@ -26,6 +34,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use socket2::{Domain, Socket, Type};
 
+use tools::lab::callapp::{self, CallPlan};
 use tools::lab::traffic::{
     analyze, fill_pattern, now_us, Arrival, PatternChecker, Probe, Schedule, TcpRecvReport,
     TcpSendReport, UdpSendReport, PROBE_LEN,
@@ -85,6 +94,43 @@ enum Cmd {
         #[arg(long)]
         moves_file: Option<PathBuf>,
     },
+    /// The call application on a device: answer every probe at once, log arrivals.
+    UdpEcho {
+        #[arg(long)]
+        bind: SocketAddrV4,
+        /// Put into the `flow` field of every answer (which device answered).
+        #[arg(long, default_value_t = 0)]
+        tag: u32,
+        /// Arrival log, one `seq,sent_us,recv_us` line per probe.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Seconds; default: until SIGTERM/SIGINT.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Arrivals kept for the log (reserved up front; more are counted, not logged).
+        #[arg(long, default_value_t = 1 << 20)]
+        capacity: usize,
+    },
+    /// The correspondent's call: probes out, answers back on the same socket.
+    UdpCall {
+        #[arg(long)]
+        to: SocketAddrV4,
+        #[arg(long, default_value_t = 1000)]
+        pps: u32,
+        /// Seconds of sending (SIGTERM/SIGINT ends it earlier).
+        #[arg(long)]
+        duration: f64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: SocketAddrV4,
+        /// Answer log, one `seq,sent_us,recv_us,tag` line per answer.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Seconds to wait for answers after the last probe.
+        #[arg(long, default_value_t = 0.3)]
+        linger: f64,
+    },
     /// Send a pseudo-random byte stream over TCP at a steady rate.
     TcpSend {
         #[arg(long)]
@@ -110,6 +156,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         duration: Option<f64>,
+        /// Progress log, one `recv_us,bytes` line per read that returned data.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// ICMP echo.
     Ping {
@@ -285,6 +334,53 @@ fn udp_recv(
     write_json(report.as_ref(), &r)
 }
 
+fn udp_echo(
+    bind: SocketAddrV4,
+    tag: u32,
+    log: Option<PathBuf>,
+    duration: Option<Duration>,
+    capacity: usize,
+) -> Result<(), Fail> {
+    let sock = callapp::udp_socket(bind, true).map_err(local("binding UDP socket"))?;
+    println!("listening on {bind}");
+    let _ = std::io::stdout().flush();
+    if let Some(d) = duration {
+        // The stop flag doubles as the deadline.
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            STOP.store(true, Ordering::SeqCst);
+        });
+    }
+    let r = callapp::echo(&sock, tag, capacity, log.as_deref(), &STOP).map_err(local("echo"))?;
+    write_json(None, &r)
+}
+
+fn udp_call(
+    to: SocketAddrV4,
+    pps: u32,
+    duration: Duration,
+    size: usize,
+    bind: SocketAddrV4,
+    log: Option<PathBuf>,
+    linger: Duration,
+) -> Result<(), Fail> {
+    if pps == 0 {
+        return Err(Fail(2, "--pps must be at least 1".into()));
+    }
+    let sock = callapp::udp_socket(bind, false).map_err(local("binding UDP socket"))?;
+    let plan = CallPlan {
+        to,
+        interval_ns: 1_000_000_000 / u64::from(pps),
+        total: (duration.as_secs_f64() * f64::from(pps)).round() as u64,
+        size,
+        linger,
+    };
+    println!("calling {to}");
+    let _ = std::io::stdout().flush();
+    let r = callapp::call(&sock, plan, log.as_deref(), &STOP).map_err(local("call"))?;
+    write_json(None, &r)
+}
+
 fn connect(to: SocketAddrV4, timeout: Duration) -> Result<TcpStream, Fail> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -413,6 +509,7 @@ fn tcp_recv(
     report: Option<PathBuf>,
     seed: u64,
     duration: Option<Duration>,
+    log: Option<PathBuf>,
 ) -> Result<(), Fail> {
     let listener = TcpListener::bind(bind).map_err(local("binding TCP listener"))?;
     listener
@@ -452,6 +549,7 @@ fn tcp_recv(
         .set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(local("socket timeout"))?;
     let mut checker = PatternChecker::new(seed);
+    let mut progress: Vec<(u64, u64)> = Vec::with_capacity(if log.is_some() { 1 << 16 } else { 0 });
     let mut buf = vec![0u8; 1 << 16];
     let mut last_data = Instant::now();
     let mut longest = Duration::ZERO;
@@ -463,6 +561,9 @@ fn tcp_recv(
             }
             Ok(n) => {
                 checker.check(buf.get(..n).unwrap_or_default());
+                if log.is_some() {
+                    progress.push((now_us(), checker.bytes()));
+                }
                 let stall = last_data.elapsed();
                 if stall > longest {
                     longest = stall;
@@ -482,6 +583,13 @@ fn tcp_recv(
         }
     }
     drop(stream);
+    if let Some(path) = &log {
+        let mut text = String::with_capacity(progress.len() * 24);
+        for (t, b) in &progress {
+            text.push_str(&format!("{t},{b}\n"));
+        }
+        std::fs::write(path, text).map_err(local("writing progress log"))?;
+    }
     r.bytes = checker.bytes();
     r.errors = checker.errors();
     r.first_error_offset = checker.first_error_offset();
@@ -530,10 +638,38 @@ fn run(cli: Cli) -> Result<(), Fail> {
             report,
             seed,
             duration,
+            log,
         } => {
             let duration = duration.map(|d| seconds(d, "--duration")).transpose()?;
-            tcp_recv(bind, report, seed, duration)
+            tcp_recv(bind, report, seed, duration, log)
         }
+        Cmd::UdpEcho {
+            bind,
+            tag,
+            log,
+            duration,
+            capacity,
+        } => {
+            let duration = duration.map(|d| seconds(d, "--duration")).transpose()?;
+            udp_echo(bind, tag, log, duration, capacity)
+        }
+        Cmd::UdpCall {
+            to,
+            pps,
+            duration,
+            size,
+            bind,
+            log,
+            linger,
+        } => udp_call(
+            to,
+            pps,
+            seconds(duration, "--duration")?,
+            size,
+            bind,
+            log,
+            seconds(linger, "--linger")?,
+        ),
         Cmd::Ping { to, count, timeout } => {
             let r = tools::lab::ping::ping(to, count, seconds(timeout, "--timeout")?, false)
                 .map_err(local("ping"))?;

@@ -33,11 +33,7 @@ pub struct ScenarioOptions {
 
 impl Default for ScenarioOptions {
     fn default() -> Self {
-        ScenarioOptions {
-            duration: Duration::from_secs(3),
-            pps: 1000,
-            tcp_rate: 1_000_000,
-        }
+        DEFAULT_OPTIONS
     }
 }
 
@@ -89,6 +85,9 @@ pub struct ScenarioReport {
     pub udp: Vec<UdpFlowReport>,
     pub tcp: Vec<TcpFlowReport>,
     pub moves: Vec<MoveReport>,
+    /// The call transfer's own report (`call-transfer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<super::call_report::CallReport>>,
 }
 
 impl ScenarioReport {
@@ -103,6 +102,7 @@ impl ScenarioReport {
             udp: Vec::new(),
             tcp: Vec::new(),
             moves: Vec::new(),
+            call: None,
         }
     }
 
@@ -128,6 +128,10 @@ impl fmt::Display for ScenarioReport {
             self.setup_ms,
             self.run_ms
         )?;
+        if let Some(call) = &self.call {
+            // Its checks are the scenario's, printed with the rest of its report.
+            return write!(f, "{call}");
+        }
         for c in &self.checks {
             writeln!(
                 f,
@@ -182,7 +186,16 @@ pub struct Scenario {
     pub about: &'static str,
     pub topology: fn() -> Topology,
     pub run: fn(&Lab, &ScenarioOptions) -> Result<ScenarioReport>,
+    /// Its options when `sid-lab run` is given none.
+    pub defaults: ScenarioOptions,
 }
+
+/// The options most scenarios run with by default.
+pub const DEFAULT_OPTIONS: ScenarioOptions = ScenarioOptions {
+    duration: Duration::from_secs(3),
+    pps: 1000,
+    tcp_rate: 1_000_000,
+};
 
 /// Every scenario `sid-lab run` knows.
 pub const SCENARIOS: &[Scenario] = &[
@@ -191,18 +204,33 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "every host pings every address of every other host, across rtr",
         topology: Topology::base,
         run: ping_scenario,
+        defaults: DEFAULT_OPTIONS,
     },
     Scenario {
         name: "kernel-forwarding",
         about: "UDP both ways and a TCP stream between mn (home) and cn through rtr, no Mobile IP: the baseline",
         topology: Topology::base,
         run: kernel_forwarding_scenario,
+        defaults: DEFAULT_OPTIONS,
     },
     Scenario {
         name: "move",
         about: "the mobile node moves home -> foreign 1 (foreign agent) -> foreign 2 (co-located) -> home while cn streams UDP (1,000 pps) and TCP to its home address; per move: packets sent, received, lost, longest gap",
         topology: super::mobility::topology,
         run: super::mobility::move_scenario,
+        defaults: DEFAULT_OPTIONS,
+    },
+    Scenario {
+        name: "call-transfer",
+        about: "SID: a two-way call (1,000 pps each way) while its session moves TN -> Target 1 (foreign 1, direct return) -> Target 2 (foreign 2, further transfer, return reverse-tunnelled) -> TN (Target 2 ends it, the Agent wakes the TN); a second correspondent's TCP connection with the TN survives; timeline, per-phase loss and gaps, verdict. --duration: each phase's hold",
+        topology: super::call::topology,
+        run: super::call::call_scenario,
+        // A modest left-behind TCP stream: it must not crowd the call when it resumes.
+        defaults: ScenarioOptions {
+            duration: Duration::from_secs(3),
+            pps: 1000,
+            tcp_rate: 20_000,
+        },
     },
 ];
 

@@ -53,6 +53,34 @@ pub struct Device {
     _daemon: LabChild,
 }
 
+/// The last `lines` lines of a daemon's standard error (its log), colour codes removed.
+fn log_tail(child: &LabChild, lines: usize) -> String {
+    let text = child.stderr();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    let all: Vec<&str> = plain.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Device {
+    /// The end of this device's `sidctl serve` log, for failure reports.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self._daemon, lines)
+    }
+}
+
 /// The Agent and the devices' daemons, running.
 pub struct Devices {
     _ha: LabChild,
@@ -134,6 +162,13 @@ pub fn start_devices(lab: &Lab, targets: &[TargetSpec]) -> Result<Devices> {
         }
     }
     Ok(Devices { _ha: ha, ha_socket, tn, targets: devices })
+}
+
+impl Devices {
+    /// The end of the Agent's (`mip-ha`) log, for failure reports.
+    pub fn agent_log_tail(&self, lines: usize) -> String {
+        log_tail(&self._ha, lines)
+    }
 }
 
 /// One `sidctl --json` client call on `device`; the daemon's whole response, which must
