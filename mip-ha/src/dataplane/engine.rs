@@ -12,7 +12,8 @@
 //! - Hand-back: for [`super::table::HANDBACK_RELAY`] after a node's last binding ends,
 //!   frames still sent to our MAC for it are passed on to its own MAC.
 //! - Reverse tunnel (RFC 3024): a tunnel packet is accepted only from a registered
-//!   care-of address of the inner source's home address, with T granted; the inner
+//!   care-of address of the inner source's home address, with T granted (or, for
+//!   [`super::table::REVERSE_GRACE`], one whose binding just ended); the inner
 //!   packet is forwarded (TTL decremented). Everything else is dropped and counted.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -368,17 +369,20 @@ impl Engine {
         };
         let verdict = {
             let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-            match table.tunnels(d.inner_src) {
-                None => Err(DropReason::NoBinding),
-                Some(list) => match list.iter().find(|t| t.care_of == d.outer_src) {
-                    None => Err(DropReason::UnregisteredCareOf),
-                    Some(t) if !t.reverse => Err(DropReason::ReverseTunnelNotGranted),
-                    Some(t) => {
-                        bump(&t.counters.packets_in);
-                        add(&t.counters.bytes_in, pkt.len());
-                        Ok(table.is_bound(d.inner_dst))
-                    }
-                },
+            let list = table.tunnels(d.inner_src);
+            match list.and_then(|l| l.iter().find(|t| t.care_of == d.outer_src)) {
+                Some(t) if !t.reverse => Err(DropReason::ReverseTunnelNotGranted),
+                Some(t) => {
+                    bump(&t.counters.packets_in);
+                    add(&t.counters.bytes_in, pkt.len());
+                    Ok(table.is_bound(d.inner_dst))
+                }
+                None if table.in_reverse_grace(d.inner_src, d.outer_src, Instant::now()) => {
+                    bump(&self.stats.reverse_after_end);
+                    Ok(table.is_bound(d.inner_dst))
+                }
+                None if list.is_none() => Err(DropReason::NoBinding),
+                None => Err(DropReason::UnregisteredCareOf),
             }
         };
         let to_bound_home = match verdict {

@@ -403,3 +403,35 @@ fn a_node_whose_mac_was_never_learnt_is_not_relayed_to() {
     e.on_frame(None, &mut f, &mut s, &mut out);
     assert!(out.frames.is_empty() && out.ips.is_empty());
 }
+
+#[test]
+fn packets_reverse_tunnelled_just_before_the_binding_ended_are_still_forwarded() {
+    let e = engine(1500);
+    let mut s = Scratch::default();
+    let mut out = Sink::default();
+    let inner = ip(HOME, CN, 64, true, 20);
+    // A further transfer moves the binding from COA (reverse tunnelling) to COA2.
+    bind(&e, COA, TunnelKind::IpInIp, true);
+    bind(&e, COA2, TunnelKind::IpInIp, true);
+    e.table.write().unwrap().apply(&HaEvent::BindingRemoved {
+        home_address: HOME,
+        care_of_address: COA,
+        reason: RemovalReason::Replaced,
+        last_for_home: false,
+    });
+    e.on_tunnel_packet(&tunnel_packet(Encapsulation::IpInIp, COA, &inner), &mut s, &mut out);
+    assert_eq!(out.ips.len(), 1, "the old Target's late answer still goes out");
+    // Then the last binding ends too.
+    e.table.write().unwrap().apply(&HaEvent::BindingExpired { home_address: HOME, care_of_address: COA2, last_for_home: true });
+    e.on_tunnel_packet(&tunnel_packet(Encapsulation::IpInIp, COA2, &inner), &mut s, &mut out);
+    assert_eq!(out.ips.len(), 2);
+    let r = e.stats().report();
+    assert_eq!((r.reverse_packets, r.reverse_after_end), (2, 2));
+    // Only from the care-of addresses that had the binding, and only for a while.
+    let stranger = Ipv4Addr::new(198, 18, 3, 3);
+    e.on_tunnel_packet(&tunnel_packet(Encapsulation::IpInIp, stranger, &inner), &mut s, &mut out);
+    assert_eq!(out.ips.len(), 2);
+    assert_eq!(e.stats().report().dropped("no_binding"), 1);
+    let later = Instant::now() + super::super::table::REVERSE_GRACE;
+    assert!(!e.table.read().unwrap().in_reverse_grace(HOME, COA2, later));
+}

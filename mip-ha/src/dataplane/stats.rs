@@ -101,6 +101,8 @@ pub struct DataplaneStats {
     pub intercepted: AtomicU64,
     /// Packets for a node just home, relayed to its MAC (hand-back, see the engine).
     pub relayed_home: AtomicU64,
+    /// Reverse-tunnelled packets accepted just after their binding ended.
+    pub reverse_after_end: AtomicU64,
     /// Packets (fragments included) sent into tunnels, and their bytes (outer).
     pub tunnelled_packets: AtomicU64,
     pub tunnelled_bytes: AtomicU64,
@@ -170,6 +172,7 @@ impl DataplaneStats {
             macs_learned: l(&self.macs_learned),
             intercepted: l(&self.intercepted),
             relayed_home: l(&self.relayed_home),
+            reverse_after_end: l(&self.reverse_after_end),
             tunnelled_packets: l(&self.tunnelled_packets),
             tunnelled_bytes: l(&self.tunnelled_bytes),
             fragmented: l(&self.fragmented),
@@ -208,6 +211,8 @@ pub struct DataplaneReport {
     pub intercepted: u64,
     #[serde(default)]
     pub relayed_home: u64,
+    #[serde(default)]
+    pub reverse_after_end: u64,
     pub tunnelled_packets: u64,
     pub tunnelled_bytes: u64,
     pub fragmented: u64,

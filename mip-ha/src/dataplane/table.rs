@@ -49,7 +49,16 @@ pub struct Table {
     /// Nodes whose last binding ended: their MAC, and until when packets still sent to
     /// us for them are relayed to it.
     returning: HashMap<Ipv4Addr, (MacAddr, Instant)>,
+    /// Reverse-tunnelling bindings that ended (home, care-of): until when packets from
+    /// that care-of address are still accepted (see [`REVERSE_GRACE`]).
+    ended_reverse: HashMap<(Ipv4Addr, Ipv4Addr), Instant>,
 }
+
+/// How long after a reverse-tunnelling binding ends (expired, deregistered, or moved to
+/// another care-of address by a SID further transfer) packets its care-of address sent
+/// are still accepted: those already on their way when the binding changed. Without it
+/// the answers a Target sends in the last moment of a transfer are lost.
+pub const REVERSE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long after a node's last binding ends packets still arriving for it are relayed
 /// to its MAC: long enough for every neighbour to take one of the gratuitous ARPs (sent
@@ -139,8 +148,20 @@ impl Table {
         }
     }
 
+    /// True while packets reverse-tunnelled from `care_of` for `home` are accepted after
+    /// the binding ended.
+    pub fn in_reverse_grace(&self, home: Ipv4Addr, care_of: Ipv4Addr, now: Instant) -> bool {
+        self.ended_reverse.get(&(home, care_of)).is_some_and(|until| now < *until)
+    }
+
     fn remove(&mut self, home: Ipv4Addr, care_of: Ipv4Addr) -> bool {
         let Some(list) = self.homes.get_mut(&home) else { return false };
+        if list.iter().any(|t| t.care_of == care_of && t.reverse) {
+            let now = Instant::now();
+            // Bounded by the bindings that ended within the grace.
+            self.ended_reverse.retain(|_, until| now < *until);
+            self.ended_reverse.insert((home, care_of), now + REVERSE_GRACE);
+        }
         list.retain(|t| t.care_of != care_of);
         if list.is_empty() {
             self.homes.remove(&home);

@@ -351,6 +351,7 @@ fn stats_text(s: &StatsReport) -> String {
             ("tunnel MTU updates", d.tunnel_mtu_updates),
             ("reverse-tunnel packets", d.reverse_packets),
             ("reverse-tunnel bytes", d.reverse_bytes),
+            ("  of which after the end", d.reverse_after_end),
             ("TCP super-packets cut", d.segmented),
             ("checksums completed", d.checksums_completed),
             ("agent advertisements", d.advertisements_sent),

@@ -338,6 +338,22 @@ impl Shell {
         }
     }
 
+    /// Sends on what the TUN device already holds (without waiting).
+    async fn drain_tun(&mut self, bufs: &mut Buffers) {
+        // Bounded: with the route gone the queue only shrinks.
+        for _ in 0..4096 {
+            let Some(net) = self.net.as_ref() else { return };
+            // A zero timeout polls the read once: ready data or nothing.
+            match tokio::time::timeout(Duration::ZERO, net.tun.recv(&mut bufs.tun_in)).await {
+                Ok(Ok(n)) => {
+                    self.core.data.tun_drained_at_removal += 1;
+                    self.tun_out(bufs, n).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Delivers what the IP-in-IP socket already holds (without waiting), before the
     /// colocation that accepts it goes away.
     async fn drain_tunnel(&mut self, bufs: &mut Buffers) {
@@ -390,14 +406,23 @@ impl Shell {
                     link_mtu: self.link_mtu,
                 });
             }
-            NetAction::Remove { .. } | NetAction::Relinquish { .. } => self.colocation = None,
             _ => {}
         }
+        let removing = matches!(a, NetAction::Remove { .. } | NetAction::Relinquish { .. });
         if self.net.is_none() {
+            if removing {
+                self.colocation = None;
+            }
             return;
         }
         if let Err(e) = netcfg::apply(&self.core.cfg.ip_command, &plan_for(&self.core.cfg, &a)).await {
             warn!(?a, "network change failed: {e}");
+        }
+        if removing {
+            // The address and its rule are gone, so nothing new enters the TUN device;
+            // what the applications wrote before still goes out under the old terms.
+            self.drain_tun(bufs).await;
+            self.colocation = None;
         }
         match a {
             NetAction::Release { .. } => self.pin().await,

@@ -58,6 +58,9 @@ pub struct SidDataStats {
     pub gratuitous_arps: u64,
     /// Tunnelled packets still queued when the address was taken off, delivered first.
     pub drained_at_removal: u64,
+    /// Packets the applications wrote before the address was taken off, still in the
+    /// TUN device then, sent on under the old terms.
+    pub tun_drained_at_removal: u64,
 }
 
 #[cfg(test)]
