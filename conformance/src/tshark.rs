@@ -168,6 +168,14 @@ impl Packet {
             .collect()
     }
 
+    /// Expert items of warning or error severity.
+    pub fn warnings_and_errors(&self) -> Vec<&ExpertInfo> {
+        self.experts
+            .iter()
+            .filter(|e| matches!(e.severity, Severity::Error | Severity::Warning))
+            .collect()
+    }
+
     /// Errors a Lua dissector raised while decoding this packet (Wireshark turns each
     /// into an expert error "Lua Error: FILE:LINE: ..." marked `_ws.lua.error`). A
     /// dissector that checks its bounds raises none, whatever the bytes.

@@ -8,16 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::time::Duration;
 
-use conformance::pcap;
-use conformance::tshark::{Packet, Tshark};
+use conformance::capture;
+use conformance::tshark::Packet;
 use mip_core::dataplane::arp::{self, ArpOp, ArpRepr};
 use mip_core::dataplane::ethernet::{self, ETHERTYPE_IPV4};
 use mip_core::dataplane::ipv4::{self, Ipv4Fields};
 use mip_core::dataplane::offload::fill_l4_checksum;
 use mip_core::dataplane::{encapsulate, icmp_error, packets, EncapOutcome, Encapsulation, TunnelParams};
-use mip_core::time::Time;
 
 const HA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const HOME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -80,17 +79,11 @@ fn arp_frame(repr: &ArpRepr, dst: [u8; 6]) -> Vec<u8> {
 }
 
 fn decode(frames: &[Vec<u8>]) -> Vec<Packet> {
-    let tshark = Tshark::find().unwrap_or_else(|e| panic!("tshark is required for these tests: {e}"));
     let dir = tempfile::tempdir().unwrap();
-    let keep = std::env::var_os("SIDMIP_KEEP_PCAP").map(PathBuf::from);
-    let path = keep.as_deref().unwrap_or(dir.path()).join("dataplane.pcap");
-    let stamped: Vec<(Time, Vec<u8>)> =
-        frames.iter().enumerate().map(|(i, f)| (Time::from_secs(1_795_651_200 + i as u64), f.clone())).collect();
-    pcap::write_pcap_file(&path, &stamped).unwrap();
-    let decoded = tshark.decode(&path, &[] as &[&str]).unwrap();
-    assert_eq!(decoded.len(), frames.len());
-    for (i, (p, f)) in decoded.iter().zip(frames).enumerate() {
-        assert_eq!(p.raw("frame").as_deref(), Some(f.as_slice()), "#{}: other bytes", i + 1);
+    let path = capture::write_pcap(dir.path(), "dataplane", frames, Duration::from_secs(1));
+    let decoded = capture::decode("dataplane", &path, &[] as &[&str], frames.len());
+    capture::assert_same_bytes("dataplane", &decoded, frames, |_| "as built".to_owned());
+    for (i, p) in decoded.iter().enumerate() {
         assert!(!p.is_malformed() && p.errors().is_empty(), "#{}: {:?}", i + 1, p.errors());
     }
     decoded

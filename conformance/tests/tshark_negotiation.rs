@@ -11,11 +11,11 @@
 //! `SIDMIP_KEEP_PCAP=<dir>` keeps the pcap files for a look in Wireshark.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use conformance::capture;
 use conformance::pcap;
-use conformance::tshark::{Packet, Severity, Tshark};
+use conformance::tshark::{Packet, Severity};
 use mip_core::time::Time;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -296,41 +296,19 @@ fn run() -> Run {
     }
 }
 
-fn tshark() -> Tshark {
-    Tshark::find().unwrap_or_else(|e| panic!("tshark is required for these tests: {e}"))
-}
-
-fn lua_script() -> Vec<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/sid.lua");
-    assert!(script.is_file(), "{} is missing", script.display());
-    vec!["-X".into(), format!("lua_script:{}", script.display())]
-}
-
 /// Writes `datagrams` (one frame each) to `name.pcap` and decodes it with sid.lua.
 fn decode(name: &str, datagrams: &[Sent]) -> Vec<Packet> {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let keep = std::env::var_os("SIDMIP_KEEP_PCAP").map(PathBuf::from);
-    let path = keep
-        .as_deref()
-        .unwrap_or(dir.path())
-        .join(format!("{name}.pcap"));
-    let frames: Vec<(Time, Vec<u8>)> = datagrams
+    let frames: Vec<Vec<u8>> = datagrams
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let frame = pcap::ethernet_ipv4_udp(d.from, d.to, &d.payload)
-                .unwrap_or_else(|e| panic!("{name} #{}: framing: {e}", i + 1));
-            let t = Time::from_secs(START_SECS) + Duration::from_millis(10 * i as u64);
-            (t, frame)
+            pcap::ethernet_ipv4_udp(d.from, d.to, &d.payload)
+                .unwrap_or_else(|e| panic!("{name} #{}: framing: {e}", i + 1))
         })
         .collect();
-    pcap::write_pcap_file(&path, &frames)
-        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    let packets = tshark()
-        .decode(&path, &lua_script())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(packets.len(), frames.len(), "{name}: packets decoded");
-    packets
+    let path = capture::write_pcap(dir.path(), name, &frames, capture::FRAME_SPACING);
+    capture::decode(name, &path, &capture::sid_lua_args(), frames.len())
 }
 
 fn field_is(p: &Packet, what: &str, field: &str, expected: &str) {
@@ -492,11 +470,7 @@ fn every_negotiation_message_is_named_field_by_field() {
     for (i, ((p, s), terms)) in packets.iter().zip(&run.sent).zip(&run.terms).enumerate() {
         let what = label(i, s);
         assert!(!p.is_malformed(), "{what}: malformed");
-        let bad: Vec<_> = p
-            .experts()
-            .iter()
-            .filter(|e| matches!(e.severity, Severity::Error | Severity::Warning))
-            .collect();
+        let bad = p.warnings_and_errors();
         assert!(bad.is_empty(), "{what}: expert items {bad:?}");
         assert_eq!(
             p.protocols().last().copied(),

@@ -8,13 +8,11 @@
 //! `SIDMIP_KEEP_PCAP=<dir>` keeps the pcap files for a look in Wireshark.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use conformance::capture;
 use conformance::pcap;
-use conformance::tshark::{Packet, Severity, Tshark};
+use conformance::tshark::Packet;
 use mip_core::auth::{append_auth_extension, AuthAlgorithm, ReplayMethod, SecurityAssociation};
-use mip_core::time::Time;
 use mip_core::wire::ext_type::MOBILE_HOME_AUTH;
 use mip_core::wire::notification::{
     GenericNotificationAckRepr, GenericNotificationRepr, NotificationDirection, ACK_CODE_SUCCESS,
@@ -122,37 +120,9 @@ impl Frames {
     /// packet per frame carrying exactly our bytes.
     fn decode(&self, name: &str, extra: &[String]) -> Vec<Packet> {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let keep = std::env::var_os("SIDMIP_KEEP_PCAP").map(PathBuf::from);
-        let path = keep
-            .as_deref()
-            .unwrap_or(dir.path())
-            .join(format!("{name}.pcap"));
-        let stamped: Vec<(Time, Vec<u8>)> = self
-            .frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                (
-                    Time::from_secs(1_795_651_200) + Duration::from_millis(10 * i as u64),
-                    f.clone(),
-                )
-            })
-            .collect();
-        pcap::write_pcap_file(&path, &stamped)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        let packets = tshark()
-            .decode(&path, extra)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(packets.len(), self.frames.len(), "{name}: packets decoded");
-        for (i, (p, f)) in packets.iter().zip(&self.frames).enumerate() {
-            assert_eq!(
-                p.raw("frame").as_deref(),
-                Some(f.as_slice()),
-                "{name} #{} ({}): tshark saw other bytes",
-                i + 1,
-                self.labels[i]
-            );
-        }
+        let path = capture::write_pcap(dir.path(), name, &self.frames, capture::FRAME_SPACING);
+        let packets = capture::decode(name, &path, extra, self.frames.len());
+        capture::assert_same_bytes(name, &packets, &self.frames, |i| self.label(i).to_owned());
         packets
     }
 
@@ -161,27 +131,13 @@ impl Frames {
     }
 }
 
-fn tshark() -> Tshark {
-    Tshark::find().unwrap_or_else(|e| panic!("tshark is required for these tests: {e}"))
-}
-
-fn lua_script() -> Vec<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/sid.lua");
-    assert!(script.is_file(), "{} is missing", script.display());
-    vec!["-X".into(), format!("lua_script:{}", script.display())]
-}
-
 /// No packet malformed, no expert item of error or warning severity.
 fn assert_clean(name: &str, frames: &Frames, packets: &[Packet]) {
     let problems: Vec<String> = packets
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            let bad: Vec<_> = p
-                .experts()
-                .iter()
-                .filter(|e| matches!(e.severity, Severity::Error | Severity::Warning))
-                .collect();
+            let bad = p.warnings_and_errors();
             (p.is_malformed() || !bad.is_empty()).then(|| {
                 format!(
                     "#{} ({}): malformed={} experts={bad:?}",
@@ -359,7 +315,7 @@ fn wireshark_alone_reads_every_sid_cvse_and_finds_nothing_wrong() {
 #[test]
 fn the_lua_dissector_names_every_sid_field() {
     let x = exchange();
-    let packets = x.frames.decode("sid_lua", &lua_script());
+    let packets = x.frames.decode("sid_lua", &capture::sid_lua_args());
     assert_clean("sid_lua", &x.frames, &packets);
     let (p1, p2, p3, p4, p5) = (
         &packets[0],
@@ -518,7 +474,7 @@ fn the_lua_dissector_flags_broken_sid_elements() {
             p.experts()
         );
     }
-    let lua = frames.decode("sid_broken_lua", &lua_script());
+    let lua = frames.decode("sid_broken_lua", &capture::sid_lua_args());
     for (i, (_, _, _, message)) in broken.iter().enumerate() {
         let p = &lua[i];
         assert!(

@@ -9,7 +9,9 @@
 //! - [`traffic`]: the probe formats of `sid-traffic` and their analysis (loss and gaps per move).
 //! - [`sid`]: the SID devices (Agent, Transferring Node, Targets) and the `sidctl` calls that drive them.
 //! - [`callapp`]: the call application (`sid-traffic udp-echo`/`udp-call`); [`call`]: the
-//!   SID call-transfer scenario (TN -> Target 1 -> Target 2 -> TN) and its report.
+//!   SID call-transfer scenario and its report, on an itinerary of [`call_plan`] (FIG. 1a:
+//!   TN -> Target 1 -> Target 2 -> TN through the Agent; FIG. 1b: a Target on the TN's LAN,
+//!   no Agent).
 //! - [`scenario`]: scenarios over a `Lab` that return a serializable report (`sid-lab run`).
 //!
 //! Everything here needs root (namespaces, bridges, raw sockets) and touches only
@@ -17,6 +19,8 @@
 
 pub mod call;
 mod call_checks;
+mod call_counters;
+pub mod call_plan;
 pub mod call_report;
 mod call_text;
 pub mod callapp;

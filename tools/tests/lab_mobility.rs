@@ -4,46 +4,15 @@
 //! (co-located) -> home; captures decoded by tshark; each encapsulation and reverse
 //! tunnelling. Needs root (CI runs as root) and tshark/dumpcap.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use conformance::tshark::{Packet, Tshark};
 use tools::lab::mobility::{self, MoveSetup};
 use tools::lab::scenario::{ScenarioOptions, ScenarioReport};
 use tools::lab::Lab;
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// The daemons the scenario starts, built next to the test's own binaries.
-fn build_daemons() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "mip-ha", "-p", "mip-fa", "-p", "tools", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cannot run cargo");
-        assert!(out.status.success(), "building the daemons failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        // find_tool looks next to the running executable and one level up.
-        let exe = std::env::current_exe().expect("test executable");
-        let deps = exe.parent().expect("deps dir");
-        let bin_dir = deps.parent().expect("target dir");
-        std::env::set_var("SIDLAB_BIN_DIR", bin_dir);
-    });
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if root() {
-        return false;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{test}: CI runs as root; this test must run there");
-    eprintln!("{test}: skipped, needs root");
-    true
-}
 
 fn print(report: &ScenarioReport) {
     eprintln!("{report}");
@@ -82,10 +51,7 @@ const FA1: &str = "198.18.1.1";
 
 #[test]
 fn node_moves_through_foreign_agent_and_colocated_and_home_with_udp_and_tcp() {
-    if skip_unless_root("move") {
-        return;
-    }
-    build_daemons();
+    let Some(_lab) = common::lab::begin("move") else { return };
     let lab = Lab::up(mobility::topology()).expect("lab up");
     let ha_mac = lab.mac("ha", "eth0").expect("ha mac");
     let home_cap = lab.capture("ha", "eth0", "arp or udp port 434").expect("capture home LAN");
@@ -139,10 +105,7 @@ fn node_moves_through_foreign_agent_and_colocated_and_home_with_udp_and_tcp() {
 
 #[test]
 fn each_encapsulation_and_reverse_tunnelling_carry_traffic_both_ways() {
-    if skip_unless_root("encapsulations") {
-        return;
-    }
-    build_daemons();
+    let Some(_lab) = common::lab::begin("encapsulations") else { return };
     for encapsulation in ["minimal", "gre"] {
         let lab = Lab::up(mobility::topology()).expect("lab up");
         let cap = lab.capture("mn", "eth0", "ip proto 4 or ip proto 47 or ip proto 55").expect("capture");

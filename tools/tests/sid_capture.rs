@@ -15,10 +15,10 @@
 //! compact table (kind, count, first frame, from -> to) is printed. Needs root (CI runs
 //! as root), tshark and dumpcap.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use conformance::tshark::{Packet, Tshark};
@@ -32,24 +32,6 @@ const T1: &str = "198.18.1.1";
 const T2: &str = "198.18.2.1";
 /// What the captures keep: registrations, wake-ups and the negotiation.
 const FILTER: &str = "udp port 434 or udp port 4343";
-
-fn build_daemons() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "mip-ha", "-p", "tools", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cannot run cargo");
-        assert!(out.status.success(), "building the daemons failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let exe = std::env::current_exe().expect("test executable");
-        let bin_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        std::env::set_var("SIDLAB_BIN_DIR", bin_dir);
-    });
-}
-
-/// One lab at a time on the machine's two cores (as the other lab tests).
-static LAB_LOCK: Mutex<()> = Mutex::new(());
 
 /// Lab captures are taken on veth interfaces, where the kernel's own UDP checksums are
 /// still partial (transmit offload): not judged here, as in lab_mobility.rs. Everything
@@ -210,13 +192,7 @@ const REQUIRED: [(&str, &str, &str); 24] = [
 
 #[test]
 fn every_message_of_a_sid_exchange_is_captured_and_decoded() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root; this test must run there");
-        eprintln!("sid_capture: skipped, needs root");
-        return;
-    }
-    let _serial = LAB_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    build_daemons();
+    let Some(_lab) = common::lab::begin("sid_capture") else { return };
     let tshark = Tshark::find().expect("tshark");
     let lab = Lab::up(mobility::topology()).expect("lab up");
     // Home LAN: the Agent's and the TN's interfaces (a bridge forwards a unicast frame

@@ -3,11 +3,10 @@
 //! failures name the packet and the field.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use conformance::pcap;
-use conformance::tshark::{Packet, Tshark};
+use conformance::{capture, pcap};
+use conformance::tshark::Packet;
 use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
 use mip_core::time::Time;
 use mip_ha::config::MobileNodeEntry;
@@ -82,9 +81,7 @@ pub fn ha_config() -> HomeAgentConfig {
 }
 
 /// tshark, or a failed test: a conformance run without its decoder must not pass.
-pub fn tshark() -> Tshark {
-    Tshark::find().unwrap_or_else(|e| panic!("tshark is required for these tests: {e}"))
-}
+pub use conformance::capture::tshark;
 
 /// Frames collected for one pcap file, decoded by a single tshark run.
 pub struct Capture {
@@ -142,26 +139,9 @@ impl Capture {
     /// checks one decoded packet per frame, carrying exactly our bytes.
     pub fn run(&self) -> Decoded {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let path = self.write(dir.path());
-        let packets = tshark()
-            .decode(&path, &[] as &[&str])
-            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
-        assert_eq!(
-            packets.len(),
-            self.frames.len(),
-            "{}: packets decoded",
-            self.name
-        );
-        for (i, (packet, frame)) in packets.iter().zip(&self.frames).enumerate() {
-            assert_eq!(
-                packet.raw("frame").as_deref(),
-                Some(frame.as_slice()),
-                "{} #{} ({}): tshark saw other bytes",
-                self.name,
-                i + 1,
-                self.label(i)
-            );
-        }
+        let path = capture::write_pcap(dir.path(), self.name, &self.frames, capture::FRAME_SPACING);
+        let packets = capture::decode(self.name, &path, &[] as &[&str], self.frames.len());
+        capture::assert_same_bytes(self.name, &packets, &self.frames, |i| self.label(i).to_owned());
         Decoded {
             _dir: dir,
             path,
@@ -185,24 +165,6 @@ impl Capture {
     /// The packets of [`run`](Self::run), problems allowed.
     pub fn decode_unchecked(&self) -> Vec<Packet> {
         self.run().packets
-    }
-
-    fn write(&self, dir: &Path) -> PathBuf {
-        // SIDMIP_KEEP_PCAP=<dir> keeps a copy to look at by hand.
-        let keep = std::env::var_os("SIDMIP_KEEP_PCAP").map(PathBuf::from);
-        let path = keep
-            .as_deref()
-            .unwrap_or(dir)
-            .join(format!("{}.pcap", self.name));
-        let stamped: Vec<(Time, Vec<u8>)> = self
-            .frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (t(0) + Duration::from_millis(10 * i as u64), f.clone()))
-            .collect();
-        pcap::write_pcap_file(&path, &stamped)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        path
     }
 }
 

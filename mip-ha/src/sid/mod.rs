@@ -21,12 +21,16 @@ pub mod keys;
 mod state;
 mod wake;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sid_ext::crypto::PrivateKey;
 
+/// A wake-up to be sent as an Ethernet frame to `mac` on the home link, without consulting
+/// ARP (which maps the TN's address to the Agent during the transfer); source the Agent's
+/// address, port 434. The same type as the same-subnet Target's.
+pub use sid_ext::wire::wake_up::LinkTransmit;
 pub(crate) use state::SidState;
 
 /// Longest transfer lifetime granted by default, seconds: short, because it is trust
@@ -172,18 +176,6 @@ pub enum SidEvent {
     WakeUpSent { transferring_node: Ipv4Addr, route: WakeUpRoute, attempt: u8, identification: u64 },
     WakeUpAcknowledged { transferring_node: Ipv4Addr, attempts: u8 },
     WakeUpAbandoned { transferring_node: Ipv4Addr, attempts: u8 },
-}
-
-/// A UDP datagram to be sent as an Ethernet frame to `mac` on the home link, without
-/// consulting ARP (which maps the TN's address to the Agent during the transfer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkTransmit {
-    pub mac: [u8; 6],
-    /// The Agent's address and port 434.
-    pub source: SocketAddrV4,
-    /// The TN's address and port 434.
-    pub destination: SocketAddrV4,
-    pub payload: Vec<u8>,
 }
 
 /// What `ha-admin` shows of a transfer binding.

@@ -1,21 +1,31 @@
 //! One registration transaction at a time with the Agent: build, retransmit with
 //! back-off (RFC 5944 3.6.3), match and authenticate the reply (3.6.2.1), resynchronise
 //! once on an authenticated 133 (5.7.1). Timestamps only.
+//!
+//! Also the Transferring Node's side of the wake-up that the same peer sends at the end
+//! ([`Exchange::accept_wake_up`]), the same for FIG. 1a (the Agent) and FIG. 1b (the
+//! same-subnet Target): its freshness is judged against that peer's clock as learned here.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use mip_core::auth::{append_auth_extension, verify_authenticator, SecurityAssociation};
-use mip_core::replay::{self, MobileNodeClock};
+use mip_core::replay::{self, MobileNodeClock, ReplayVerdict};
 use mip_core::time::Time;
+use mip_core::wire::notification::{
+    GenericNotificationAckRepr, NotificationDirection, ACK_CODE_SUCCESS,
+};
 use mip_core::wire::{
     ext_type, is_skippable, Extension, RegistrationFlags, RegistrationReply,
-    RegistrationReplyRepr, RegistrationRequestRepr, ReplyCode, AUTH_EXT_COVERED_HEADER,
+    RegistrationReplyRepr, RegistrationRequestRepr, ReplyCode, WireError,
+    AUTH_EXT_COVERED_HEADER,
 };
 use mip_core::{Transmit, REGISTRATION_PORT};
 
 use super::{DeviceStats, RequestFailure, Timers};
+use crate::wire::wake_up::{build_wake_up_ack, parse_wake_up, ReceivedWakeUp};
+use crate::wire::SidExtensions;
 
 /// What a request says, besides its identification.
 #[derive(Debug, Clone)]
@@ -28,6 +38,45 @@ pub(crate) struct RequestSpec {
     /// The SID CVSEs, already encoded, placed before the authenticator.
     pub extensions: Vec<u8>,
     pub sa: SecurityAssociation,
+}
+
+impl RequestSpec {
+    /// A Transferring Node's stop-transfer demand to `agent` (the Agent, or the
+    /// same-subnet Target): lifetime 0, Care-of Address = the TN's own `address`, the
+    /// elements of `sid` (the Stop-Transfer Demand, maybe a new Link-Layer Address) before
+    /// the authenticator (RFC-NOTES "SID formats" 4).
+    pub fn stop_demand(
+        address: Ipv4Addr,
+        agent: Ipv4Addr,
+        sid: &SidExtensions<'_>,
+        org_id: u32,
+        sa: SecurityAssociation,
+    ) -> Result<Self, WireError> {
+        let mut extensions = Vec::new();
+        sid.append_to(org_id, &mut extensions)?;
+        Ok(RequestSpec {
+            flags: RegistrationFlags::default(),
+            lifetime: 0,
+            home_address: address,
+            agent,
+            care_of_address: address,
+            extensions,
+            sa,
+        })
+    }
+}
+
+/// What a Transferring Node accepts as its wake-up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WakeUpCheck<'a> {
+    /// Vendor/Org-ID of the Wake-Up element.
+    pub org_id: u32,
+    /// The TN's address: the wake-up's Home Address.
+    pub address: Ipv4Addr,
+    /// The association it must verify under; `None` (no session known): none is accepted.
+    pub sa: Option<&'a SecurityAssociation>,
+    /// How far its timestamp may be from the sender's clock.
+    pub window: Duration,
 }
 
 #[derive(Debug)]
@@ -92,10 +141,6 @@ impl<K: Copy> Exchange<K> {
 
     pub fn deadline(&self) -> Option<Time> {
         self.pending.as_ref().map(|p| p.deadline)
-    }
-
-    pub fn clock_offset_micros(&self) -> i64 {
-        self.clock.offset_micros()
     }
 
     /// Starts a transaction, replacing the one in flight; the request goes out now.
@@ -220,6 +265,64 @@ impl<K: Copy> Exchange<K> {
                 failure: RequestFailure::Denied(repr.code),
             })
         }
+    }
+}
+
+impl<K> Exchange<K> {
+    /// A wake-up (Generic Notification, type 22) as the Transferring Node takes it
+    /// (RFC-NOTES "SID formats" 5): for `check.address`, verified under `check.sa`,
+    /// fresh by timestamp against the sender's clock (as learned from its 133 replies, if
+    /// any) and newer than `last`. Then it is counted, remembered in `last` and
+    /// acknowledged (type 23, MD 2, under the same association) to its Home Agent
+    /// Address. `None`: discarded and counted, nothing sent (silence).
+    pub fn accept_wake_up<'p>(
+        &mut self,
+        now: Time,
+        payload: &'p [u8],
+        check: &WakeUpCheck<'_>,
+        last: &mut Option<u64>,
+    ) -> Option<ReceivedWakeUp<'p>> {
+        let Some((w, sa)) = self.verify_wake_up(now, payload, check, *last) else {
+            self.stats.wake_ups_discarded += 1;
+            return None;
+        };
+        let n = w.notification;
+        *last = Some(n.identification);
+        self.stats.wake_ups_accepted += 1;
+        let ack = GenericNotificationAckRepr::answering(
+            &n,
+            NotificationDirection::MobileNodeToHomeAgent,
+            ACK_CODE_SUCCESS,
+        );
+        self.transmits.push_back(Transmit {
+            destination: SocketAddrV4::new(n.home_agent, REGISTRATION_PORT),
+            payload: build_wake_up_ack(&ack, sa),
+        });
+        Some(w)
+    }
+
+    fn verify_wake_up<'p, 's>(
+        &self,
+        now: Time,
+        payload: &'p [u8],
+        check: &WakeUpCheck<'s>,
+        last: Option<u64>,
+    ) -> Option<(ReceivedWakeUp<'p>, &'s SecurityAssociation)> {
+        let w = parse_wake_up(payload, check.org_id).ok()?;
+        let sa = check.sa?;
+        let n = w.notification;
+        if n.home_address != check.address
+            || w.auth.spi != sa.spi
+            || !verify_authenticator(sa.algorithm, &sa.key, w.auth.covered, w.auth.authenticator)
+        {
+            return None;
+        }
+        // The sender's clock, as learned from its 133 replies, if any.
+        let sender_now =
+            Time::from_micros(now.as_micros().saturating_add_signed(self.clock.offset_micros()));
+        (replay::check_timestamp(n.identification, sender_now, check.window, last)
+            == ReplayVerdict::Fresh)
+            .then_some((w, sa))
     }
 }
 

@@ -28,7 +28,6 @@ mod target;
 mod tests;
 mod tn;
 
-use core::net::SocketAddrV4;
 use std::time::Duration;
 
 use mip_core::auth::{AuthAlgorithm, ReplayMethod, SecurityAssociation};
@@ -49,6 +48,8 @@ pub use target::{
     LocalTargetStats,
 };
 pub use tn::{LocalPlan, LocalTn, LocalTnConfig, LocalTnEvent, LocalTnState};
+/// What the Target sends as a frame to the TN's MAC (the same type as the Agent's).
+pub use crate::wire::wake_up::LinkTransmit;
 
 /// HKDF `info` of the same-subnet association key.
 pub const LOCAL_ASSOCIATION_INFO: &[u8] = b"sidmip same-subnet association v1";
@@ -72,18 +73,6 @@ pub fn local_association(key: &SessionKey) -> Result<SecurityAssociation, Crypto
         key: k.to_vec(),
         replay: ReplayMethod::Timestamp,
     })
-}
-
-/// A UDP datagram the shell must send as an Ethernet frame to `mac`, without consulting
-/// the ARP table (which maps the TN's address to the Target itself while it holds it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkTransmit {
-    pub mac: [u8; 6],
-    /// The Target's address, port 434.
-    pub source: SocketAddrV4,
-    /// The TN's address, port 434.
-    pub destination: SocketAddrV4,
-    pub payload: Vec<u8>,
 }
 
 /// The SPI of the first Mobile-Home Authentication Extension of a UDP 434 message

@@ -5,22 +5,19 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use mip_core::auth::{verify_authenticator, ReplayMethod, SecurityAssociation};
-use mip_core::replay::{self, ReplayVerdict};
+use mip_core::auth::{ReplayMethod, SecurityAssociation};
+use mip_core::replay;
 use mip_core::time::Time;
-use mip_core::wire::notification::{
-    GenericNotificationAckRepr, NotificationDirection, ACK_CODE_SUCCESS, NOTIFICATION_TYPE,
-};
+use mip_core::wire::notification::NOTIFICATION_TYPE;
 use mip_core::wire::{message_type, RegistrationFlags, REPLY_TYPE};
-use mip_core::{Transmit, REGISTRATION_PORT};
+use mip_core::Transmit;
 
-use super::exchange::{Exchange, Outcome, RequestSpec};
+use super::exchange::{Exchange, Outcome, RequestSpec, WakeUpCheck};
 use super::{
     session_spi, transfer_context, DeviceError, DeviceStats, LinkAddress, RequestFailure,
     Timers, TransferStage,
 };
 use crate::crypto::{self, SessionKey};
-use crate::wire::wake_up::{build_wake_up_ack, parse_wake_up};
 use crate::wire::{
     EncryptedSessionKey, SessionKeyAlgorithm, SidExtensions, StopReason, TransferFlags,
     WakeUpReason,
@@ -242,17 +239,8 @@ impl TransferringNode {
             stop_transfer: Some(reason),
             ..SidExtensions::default()
         };
-        let mut extensions = Vec::new();
-        sid.append_to(self.cfg.org_id, &mut extensions)?;
-        let spec = RequestSpec {
-            flags: RegistrationFlags::default(),
-            lifetime: 0,
-            home_address: self.cfg.address,
-            agent: self.cfg.agent,
-            care_of_address: self.cfg.address,
-            extensions,
-            sa: self.cfg.sa.clone(),
-        };
+        let c = &self.cfg;
+        let spec = RequestSpec::stop_demand(c.address, c.agent, &sid, c.org_id, c.sa.clone())?;
         self.exchange.start(now, Kind::Stop, spec);
         self.state = TnState::Stopping;
         Ok(())
@@ -327,41 +315,12 @@ impl TransferringNode {
     /// RFC-NOTES "SID formats" 5: verify under the TN's association, check freshness,
     /// acknowledge (type 23, MD 2), take the address back. Anything else: silence.
     fn wake_up(&mut self, now: Time, payload: &[u8]) {
-        let Ok(w) = parse_wake_up(payload, self.cfg.org_id) else {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        };
-        let sa = &self.cfg.sa;
+        let c = &self.cfg;
+        let sa = Some(&c.sa);
+        let check = WakeUpCheck { org_id: c.org_id, address: c.address, sa, window: c.wake_up_window };
+        let last = &mut self.last_wake_up;
+        let Some(w) = self.exchange.accept_wake_up(now, payload, &check, last) else { return };
         let n = w.notification;
-        if n.home_address != self.cfg.address
-            || w.auth.spi != sa.spi
-            || !verify_authenticator(sa.algorithm, &sa.key, w.auth.covered, w.auth.authenticator)
-        {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        }
-        // The Agent's clock, as learned from its 133 replies, if any.
-        let agent_now = Time::from_micros(
-            now.as_micros()
-                .saturating_add_signed(self.exchange.clock_offset_micros()),
-        );
-        if replay::check_timestamp(n.identification, agent_now, self.cfg.wake_up_window, self.last_wake_up)
-            != ReplayVerdict::Fresh
-        {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        }
-        self.last_wake_up = Some(n.identification);
-        self.exchange.stats.wake_ups_accepted += 1;
-        let ack = GenericNotificationAckRepr::answering(
-            &n,
-            NotificationDirection::MobileNodeToHomeAgent,
-            ACK_CODE_SUCCESS,
-        );
-        self.exchange.transmits.push_back(Transmit {
-            destination: SocketAddrV4::new(n.home_agent, REGISTRATION_PORT),
-            payload: build_wake_up_ack(&ack, sa),
-        });
         // A transfer request in flight is a newer decision of the user: keep it.
         if !matches!(self.state, TnState::Requesting { .. }) {
             if self.state == TnState::Stopping {

@@ -10,6 +10,8 @@
 //! the binding pointed to when it ended, Identification per RFC 5944 5.7 under the
 //! Transferring Node's replay method. The acknowledgement copies all four and has MD 2.
 
+use core::net::SocketAddrV4;
+
 use mip_core::auth::{append_auth_extension, SecurityAssociation};
 use mip_core::wire::ext_type::MOBILE_HOME_AUTH;
 use mip_core::wire::notification::{
@@ -62,6 +64,20 @@ pub struct ReceivedWakeUp<'a> {
 pub struct ReceivedWakeUpAck<'a> {
     pub ack: GenericNotificationAckRepr,
     pub auth: Authenticated<'a>,
+}
+
+/// A UDP datagram for the Transferring Node's address (the wake-up, or on the same subnet
+/// any answer to the TN) that the shell must send as an Ethernet frame to `mac`, without
+/// consulting ARP: while the transfer lasts, ARP maps the TN's address to the Agent (FIG.
+/// 1a) or to the same-subnet Target itself (FIG. 1b).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTransmit {
+    pub mac: [u8; 6],
+    /// The sender's address (the Agent's, or the same-subnet Target's), port 434.
+    pub source: SocketAddrV4,
+    /// The TN's address, port 434.
+    pub destination: SocketAddrV4,
+    pub payload: Vec<u8>,
 }
 
 /// The whole wake-up datagram: fixed part, Wake-Up element for `org_id`, and the

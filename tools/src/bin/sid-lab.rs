@@ -6,7 +6,8 @@
 //!   by a process that no longer runs; `--all` removes every `sl*` lab.
 //! - `sid-lab exec [--name N | --prefix P] HOST -- CMD...`: runs a command inside a host.
 //! - `sid-lab list`: the labs that exist.
-//! - `sid-lab run SCENARIO [--json]`: a scenario in a lab of its own, torn down afterwards.
+//! - `sid-lab run SCENARIO [--json] [--same-subnet]`: a scenario in a lab of its own, torn
+//!   down afterwards; `--same-subnet` runs its patent FIG. 1b variant (`call-transfer`).
 //!
 //! Exit codes: 0 ok, 1 scenario failed, 2 usage, 3 lab error.
 
@@ -79,6 +80,10 @@ enum Cmd {
         /// 20,000 for call-transfer).
         #[arg(long)]
         tcp_rate: Option<u64>,
+        /// The scenario's same-subnet variant (patent FIG. 1b, no Agent): `call-transfer
+        /// --same-subnet` runs `call-transfer-local`.
+        #[arg(long)]
+        same_subnet: bool,
     },
 }
 
@@ -200,6 +205,7 @@ struct RunFlags {
     duration: Option<f64>,
     pps: Option<u32>,
     tcp_rate: Option<u64>,
+    same_subnet: bool,
 }
 
 fn run_scenario(name: &str, json: bool, flags: RunFlags) -> Result<bool, Fail> {
@@ -210,6 +216,15 @@ fn run_scenario(name: &str, json: bool, flags: RunFlags) -> Result<bool, Fail> {
             format!("unknown scenario {name:?}; known: {}", names.join(", ")),
         )
     })?;
+    let s = match flags.same_subnet {
+        false => s,
+        true => scenario::same_subnet_variant(name).ok_or_else(|| {
+            Fail(
+                2,
+                format!("scenario {name:?} has no same-subnet variant (--same-subnet: call-transfer)"),
+            )
+        })?,
+    };
     let d = &s.defaults;
     let duration = match flags.duration {
         None => d.duration,
@@ -259,6 +274,7 @@ fn main() -> ExitCode {
             duration,
             pps,
             tcp_rate,
+            same_subnet,
         } => run_scenario(
             &scenario,
             json,
@@ -266,6 +282,7 @@ fn main() -> ExitCode {
                 duration,
                 pps,
                 tcp_rate,
+                same_subnet,
             },
         ),
     };

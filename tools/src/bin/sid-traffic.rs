@@ -30,14 +30,14 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use socket2::{Domain, Socket, Type};
 
 use tools::lab::callapp::{self, CallPlan};
 use tools::lab::traffic::{
-    analyze, fill_pattern, now_us, Arrival, PatternChecker, Probe, Schedule, TcpRecvReport,
-    TcpSendReport, UdpSendReport, PROBE_LEN,
+    analyze, fill_pattern, now_us, send_paced, Arrival, Pacing, PatternChecker, Probe, Schedule,
+    TcpRecvReport, TcpSendReport, UdpSendReport,
 };
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -52,20 +52,43 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The probe stream of `udp-send` and `udp-call`.
+#[derive(Args)]
+struct ProbeArgs {
+    #[arg(long)]
+    to: SocketAddrV4,
+    #[arg(long, default_value_t = 1000)]
+    pps: u32,
+    /// Seconds of sending (SIGTERM/SIGINT ends it earlier).
+    #[arg(long)]
+    duration: f64,
+    /// Datagram payload size (at least the 40-byte probe header).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+impl ProbeArgs {
+    /// The stream's schedule, with `flow` in every probe.
+    fn pacing(&self, flow: u32) -> Result<Pacing, Fail> {
+        if self.pps == 0 {
+            return Err(Fail(2, "--pps must be at least 1".into()));
+        }
+        let duration = seconds(self.duration, "--duration")?;
+        Ok(Pacing {
+            flow,
+            interval_ns: 1_000_000_000 / u64::from(self.pps),
+            total: (duration.as_secs_f64() * f64::from(self.pps)).round() as u64,
+            size: self.size,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Send numbered UDP probes at a steady rate.
     UdpSend {
-        #[arg(long)]
-        to: SocketAddrV4,
-        #[arg(long, default_value_t = 1000)]
-        pps: u32,
-        /// Seconds.
-        #[arg(long)]
-        duration: f64,
-        /// Datagram payload size (at least the 40-byte probe header).
-        #[arg(long, default_value_t = 64)]
-        size: usize,
+        #[command(flatten)]
+        probes: ProbeArgs,
         #[arg(long, default_value_t = 0)]
         flow: u32,
         /// Local address to send from.
@@ -113,15 +136,8 @@ enum Cmd {
     },
     /// The correspondent's call: probes out, answers back on the same socket.
     UdpCall {
-        #[arg(long)]
-        to: SocketAddrV4,
-        #[arg(long, default_value_t = 1000)]
-        pps: u32,
-        /// Seconds of sending (SIGTERM/SIGINT ends it earlier).
-        #[arg(long)]
-        duration: f64,
-        #[arg(long, default_value_t = 64)]
-        size: usize,
+        #[command(flatten)]
+        probes: ProbeArgs,
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: SocketAddrV4,
         /// Answer log, one `seq,sent_us,recv_us,tag` line per answer.
@@ -213,60 +229,20 @@ fn write_json<T: serde::Serialize>(path: Option<&PathBuf>, value: &T) -> Result<
     Ok(())
 }
 
-fn udp_send(
-    to: SocketAddrV4,
-    pps: u32,
-    duration: Duration,
-    size: usize,
-    flow: u32,
-    bind: Option<SocketAddrV4>,
-) -> Result<(), Fail> {
-    if pps == 0 {
-        return Err(Fail(2, "--pps must be at least 1".into()));
-    }
+fn udp_send(probes: &ProbeArgs, flow: u32, bind: Option<SocketAddrV4>) -> Result<(), Fail> {
+    let pacing = probes.pacing(flow)?;
     let sock = UdpSocket::bind(bind.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(local("binding UDP socket"))?;
-    let interval_ns = 1_000_000_000 / u64::from(pps);
-    let total = (duration.as_secs_f64() * f64::from(pps)).round() as u64;
-    let mut buf = vec![0u8; size.max(PROBE_LEN)];
-    let start = Instant::now();
-    let start_us = now_us();
-    let (mut sent, mut errors, mut max_late) = (0u64, 0u64, Duration::ZERO);
-    for seq in 0..total {
-        if STOP.load(Ordering::Relaxed) {
-            break;
-        }
-        // Absolute deadlines: a late send does not push the following ones back.
-        let due = start + Duration::from_nanos(interval_ns.saturating_mul(seq));
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        } else {
-            max_late = max_late.max(now - due);
-        }
-        let probe = Probe {
-            flow,
-            seq,
-            sent_us: now_us(),
-            start_us,
-            interval_ns,
-        };
-        probe.emit(&mut buf);
-        // Unreachable while a node moves is expected: count it and go on.
-        if sock.send_to(&buf, to).is_err() {
-            errors += 1;
-        }
-        sent += 1;
-    }
+    let paced = send_paced(&sock, probes.to, &pacing, &STOP);
     write_json(
         None,
         &UdpSendReport {
-            sent,
-            send_errors: errors,
-            start_us,
-            interval_ns,
-            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
-            max_late_ms: max_late.as_secs_f64() * 1000.0,
+            sent: paced.sent,
+            send_errors: paced.errors,
+            start_us: paced.start_us,
+            interval_ns: pacing.interval_ns,
+            duration_ms: paced.start.elapsed().as_secs_f64() * 1000.0,
+            max_late_ms: paced.max_late.as_secs_f64() * 1000.0,
         },
     )
 }
@@ -356,26 +332,18 @@ fn udp_echo(
 }
 
 fn udp_call(
-    to: SocketAddrV4,
-    pps: u32,
-    duration: Duration,
-    size: usize,
+    probes: &ProbeArgs,
     bind: SocketAddrV4,
     log: Option<PathBuf>,
     linger: Duration,
 ) -> Result<(), Fail> {
-    if pps == 0 {
-        return Err(Fail(2, "--pps must be at least 1".into()));
-    }
-    let sock = callapp::udp_socket(bind, false).map_err(local("binding UDP socket"))?;
     let plan = CallPlan {
-        to,
-        interval_ns: 1_000_000_000 / u64::from(pps),
-        total: (duration.as_secs_f64() * f64::from(pps)).round() as u64,
-        size,
+        to: probes.to,
+        pacing: probes.pacing(0)?,
         linger,
     };
-    println!("calling {to}");
+    let sock = callapp::udp_socket(bind, false).map_err(local("binding UDP socket"))?;
+    println!("calling {}", probes.to);
     let _ = std::io::stdout().flush();
     let r = callapp::call(&sock, plan, log.as_deref(), &STOP).map_err(local("call"))?;
     write_json(None, &r)
@@ -601,13 +569,10 @@ fn run(cli: Cli) -> Result<(), Fail> {
     catch_stop_signals()?;
     match cli.cmd {
         Cmd::UdpSend {
-            to,
-            pps,
-            duration,
-            size,
+            probes,
             flow,
             bind,
-        } => udp_send(to, pps, seconds(duration, "--duration")?, size, flow, bind),
+        } => udp_send(&probes, flow, bind),
         Cmd::UdpRecv {
             bind,
             report,
@@ -654,22 +619,11 @@ fn run(cli: Cli) -> Result<(), Fail> {
             udp_echo(bind, tag, log, duration, capacity)
         }
         Cmd::UdpCall {
-            to,
-            pps,
-            duration,
-            size,
+            probes,
             bind,
             log,
             linger,
-        } => udp_call(
-            to,
-            pps,
-            seconds(duration, "--duration")?,
-            size,
-            bind,
-            log,
-            seconds(linger, "--linger")?,
-        ),
+        } => udp_call(&probes, bind, log, seconds(linger, "--linger")?),
         Cmd::Ping { to, count, timeout } => {
             let r = tools::lab::ping::ping(to, count, seconds(timeout, "--timeout")?, false)
                 .map_err(local("ping"))?;

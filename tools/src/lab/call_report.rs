@@ -2,7 +2,7 @@
 //! its analysis ([`analyze`]) into a [`CallReport`] (serde for `--json`; the plain text is
 //! in [`super::call_text`]).
 //!
-//! The forward stream (cn -> 198.18.0.10) is judged over the three devices' arrival logs
+//! The forward stream (cn -> 198.18.0.10) is judged over every device's arrival log
 //! merged, the return stream (the holder's answers) at cn. Probes belong to the phase in
 //! which they were sent: phase k runs from the start of its change (the offer, or the stop)
 //! to the start of the next change, so each switch-over's outage falls into the phase it
@@ -12,13 +12,14 @@
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::call::CallSetup;
 use super::callapp::{CallAppReport, EchoReport, Reply};
+use super::call_plan::Change;
 use super::scenario::Check;
-use super::sid::TN_ADDRESS;
 use super::traffic::{Arrival, Probe, TcpRecvReport, TcpSendReport};
+
+pub use super::call_counters::{AgentView, BindingView, DeviceCounters, Forgery, Snapshot, TransferView};
 
 /// One phase as the scenario ran it (wall-clock microseconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,11 +43,13 @@ pub struct CallData {
     pub setup: CallSetup,
     /// The call application ran at real-time priority.
     pub realtime: bool,
-    /// (role, host, address) of the TN, Target 1, Target 2.
+    /// (role, host, address) of each device, the TN first.
     pub devices: Vec<(String, String, Ipv4Addr)>,
     pub phases: Vec<PhaseMarks>,
     pub events: Vec<(u64, String)>,
     pub snapshots: Vec<Snapshot>,
+    /// Forged stop demands sent, and what they changed.
+    pub forgeries: Vec<Forgery>,
     /// Steps that failed (the run went on without them).
     pub failures: Vec<String>,
     pub call: CallAppReport,
@@ -58,157 +61,6 @@ pub struct CallData {
     pub tcp_recv: TcpRecvReport,
     /// (receive time, bytes so far) at the second correspondent.
     pub tcp_progress: Vec<(u64, u64)>,
-}
-
-/// One device's `sidctl status`, the parts the report uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceCounters {
-    pub role: String,
-    pub host: String,
-    /// The Transferring Node role's state (the TN only).
-    pub tn_state: Option<String>,
-    pub target_state: String,
-    pub tunnel_in_packets: u64,
-    pub tunnel_rejected: u64,
-    pub direct_out_packets: u64,
-    pub reverse_out_packets: u64,
-    pub tun_dropped: u64,
-    pub suppressed_tcp_resets: u64,
-    pub suppressed_icmp_unreachable: u64,
-    pub send_errors: u64,
-    /// Tunnelled packets delivered from the socket's queue as the address was removed.
-    pub drained_at_removal: u64,
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-}
-
-impl DeviceCounters {
-    /// From the `data` of a `sidctl --json status` answer.
-    pub fn from_status(role: &str, host: &str, status: &Value) -> Self {
-        let d = &status["data"];
-        DeviceCounters {
-            role: role.to_owned(),
-            host: host.to_owned(),
-            tn_state: status["transferring_node"]["state"].as_str().map(str::to_owned),
-            target_state: s(&status["target"]["state"]),
-            tunnel_in_packets: u(&d["tunnel_in_packets"]),
-            tunnel_rejected: u(&d["tunnel_rejected"]),
-            direct_out_packets: u(&d["direct_out_packets"]),
-            reverse_out_packets: u(&d["reverse_out_packets"]),
-            tun_dropped: u(&d["tun_dropped"]),
-            suppressed_tcp_resets: u(&d["suppressed_tcp_resets"]),
-            suppressed_icmp_unreachable: u(&d["suppressed_icmp_unreachable"]),
-            send_errors: u(&d["send_errors"]),
-            drained_at_removal: u(&d["drained_at_removal"]),
-        }
-    }
-}
-
-/// A transfer binding at the Agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TransferView {
-    pub transferring_node: String,
-    pub target: String,
-    pub further_transfer: bool,
-    pub reverse_path: String,
-    pub hops: u64,
-    pub previous_targets: Vec<String>,
-    pub renewals: u64,
-}
-
-/// One binding at the Agent, with its tunnel counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BindingView {
-    pub home_address: String,
-    pub care_of_address: String,
-    pub reverse_tunnel: bool,
-    /// Tunnelled to the care-of address / received through its reverse tunnel.
-    pub packets_out: u64,
-    pub packets_in: u64,
-    pub transfer: Option<TransferView>,
-}
-
-/// The Agent's bindings (`ha-admin --json binding list`) and counters (`stats`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AgentView {
-    pub bindings: Vec<BindingView>,
-    pub transfers_started: u64,
-    pub further_transfers: u64,
-    pub renewals: u64,
-    pub transfers_ended: u64,
-    pub wake_ups_sent: u64,
-    pub wake_ups_acknowledged: u64,
-    pub intercepted: u64,
-    pub tunnelled_packets: u64,
-    pub reverse_packets: u64,
-    /// Sent on to the TN's own MAC after its binding ended (hand-back relay).
-    pub relayed_home: u64,
-    /// The data plane's drops by reason.
-    pub dropped: std::collections::BTreeMap<String, u64>,
-}
-
-impl AgentView {
-    pub fn from_json(bindings: &Value, stats: &Value) -> Self {
-        let list = bindings.as_array().map(Vec::as_slice).unwrap_or_default();
-        let bindings = list
-            .iter()
-            .map(|b| BindingView {
-                home_address: s(&b["home_address"]),
-                care_of_address: s(&b["care_of_address"]),
-                reverse_tunnel: b["reverse_tunnel"] == true,
-                packets_out: u(&b["traffic"]["packets_out"]),
-                packets_in: u(&b["traffic"]["packets_in"]),
-                transfer: b["transfer"].as_object().map(|_| {
-                    let t = &b["transfer"];
-                    TransferView {
-                        transferring_node: s(&t["transferring_node"]),
-                        target: s(&t["target"]),
-                        further_transfer: t["further_transfer"] == true,
-                        reverse_path: s(&t["reverse_path"]),
-                        hops: u(&t["hops"]),
-                        previous_targets: t["previous_targets"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default(),
-                        renewals: u(&t["renewals"]),
-                    }
-                }),
-            })
-            .collect();
-        let (x, dp) = (&stats["sid"], &stats["dataplane"]);
-        AgentView {
-            bindings,
-            transfers_started: u(&x["transfers_started"]),
-            further_transfers: u(&x["further_transfers"]),
-            renewals: u(&x["renewals"]),
-            transfers_ended: u(&x["transfers_ended"]),
-            wake_ups_sent: u(&x["wake_ups_sent"]),
-            wake_ups_acknowledged: u(&x["wake_ups_acknowledged"]),
-            intercepted: u(&dp["intercepted"]),
-            tunnelled_packets: u(&dp["tunnelled_packets"]),
-            reverse_packets: u(&dp["reverse_packets"]),
-            relayed_home: u(&dp["relayed_home"]),
-            dropped: dp["dropped"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), u(v))).collect()).unwrap_or_default(),
-        }
-    }
-
-    /// The binding of the session address, if any.
-    pub fn session(&self) -> Option<&BindingView> {
-        let tn = TN_ADDRESS.to_string();
-        self.bindings.iter().find(|b| b.home_address == tn)
-    }
-}
-
-/// Counters at the end of one phase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
-    pub phase: String,
-    pub at_us: u64,
-    pub devices: Vec<DeviceCounters>,
-    pub agent: AgentView,
 }
 
 /// Sent, received, lost and the longest silence of one direction in one phase.
@@ -309,7 +161,19 @@ pub struct TcpFigures {
     pub first_data_after_home_ms: Option<f64>,
     /// The longest stall ended this long after the TN was home (negative: before).
     pub longest_stall_end_after_home_ms: Option<f64>,
+    /// Each home-coming of the TN (the last is the one above).
+    pub resumed: Vec<TcpResume>,
     pub ok: bool,
+}
+
+/// The TCP stream after one home-coming of the TN.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpResume {
+    pub phase: String,
+    /// The first data after the TN was home, ms after.
+    pub first_data_ms: Option<f64>,
+    /// Bytes received from then to the end of the phase.
+    pub bytes_in_phase: u64,
 }
 
 /// The goal of issue 4: zero loss and no gap longer than two packet intervals.
@@ -329,6 +193,10 @@ pub struct Goal {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallReport {
+    /// What the run showed (the itinerary's title).
+    pub title: String,
+    /// An Agent ran (FIG. 1a); without one every transfer was a same-subnet one (FIG. 1b).
+    pub agent: bool,
     pub pps: u32,
     /// The call application (echo, call) ran at real-time priority; the daemons did not.
     pub realtime: bool,
@@ -348,6 +216,7 @@ pub struct CallReport {
     /// Ranges left out of the lists above.
     pub missing_omitted: u64,
     pub counters: Vec<Snapshot>,
+    pub forgeries: Vec<Forgery>,
     pub tcp: TcpFigures,
     pub call_app: CallAppReport,
     pub echo: Vec<EchoReport>,
@@ -571,6 +440,8 @@ pub fn analyze(d: &CallData) -> CallReport {
         settled: Settled { from_us: 0, to_us: 0, expected: 0, forward: Vec::new(), returned: Vec::new() },
     });
     CallReport {
+        title: d.setup.itinerary.title.clone(),
+        agent: d.setup.itinerary.agent,
         pps: d.setup.pps,
         realtime: d.realtime,
         interval_ms,
@@ -586,6 +457,7 @@ pub fn analyze(d: &CallData) -> CallReport {
         missing_return,
         missing_omitted: omitted,
         counters: d.snapshots.clone(),
+        forgeries: d.forgeries.clone(),
         tcp,
         call_app: d.call.clone(),
         echo: d.echo.clone(),
@@ -628,17 +500,30 @@ fn switchover(
 }
 
 fn tcp_figures(d: &CallData) -> TcpFigures {
-    // The TN is home when the last change is done.
+    let bytes_by = |t: u64| d.tcp_progress.iter().take_while(|x| x.0 <= t).last().map_or(0, |x| x.1);
+    let first_after = |t: u64| d.tcp_progress.iter().find(|x| x.0 > t).map(|x| ms(t, x.0));
+    // The TN is home when a stop is done.
+    let resumed: Vec<TcpResume> = d
+        .phases
+        .iter()
+        .zip(&d.setup.itinerary.phases)
+        .filter(|(p, spec)| matches!(spec.change, Change::Stop { .. }) && p.holder == 0)
+        .map(|(p, _)| TcpResume {
+            phase: p.name.clone(),
+            first_data_ms: first_after(p.ready_us),
+            bytes_in_phase: bytes_by(p.end_us.max(p.ready_us)).saturating_sub(bytes_by(p.ready_us)),
+        })
+        .collect();
+    // The last change brought the TN home.
     let home = d.phases.last().filter(|p| p.holder == 0 && d.phases.len() > 1).map(|p| p.ready_us);
-    let at_home = home.map(|h| d.tcp_progress.iter().take_while(|x| x.0 <= h).last().map_or(0, |x| x.1));
-    let first_after = home.and_then(|h| d.tcp_progress.iter().find(|x| x.0 > h).map(|x| ms(h, x.0)));
     let (s, r) = (&d.tcp_send, &d.tcp_recv);
     TcpFigures {
         send: s.clone(),
         recv: r.clone(),
-        bytes_after_home: at_home.map_or(0, |b| r.bytes.saturating_sub(b)),
-        first_data_after_home_ms: first_after,
+        bytes_after_home: home.map_or(0, |h| r.bytes.saturating_sub(bytes_by(h))),
+        first_data_after_home_ms: home.and_then(first_after),
         longest_stall_end_after_home_ms: home.zip(r.longest_stall_end_us).map(|(h, e)| ms(h, e)),
+        resumed,
         ok: r.ok() && s.error.is_none() && s.acknowledged && r.bytes == s.bytes && s.bytes > 0,
     }
 }

@@ -79,6 +79,7 @@ fn run() -> CallData {
         ],
         events: vec![(T0, "start".into()), (T0 + 100 * MS, "offer 1".into()), (T0 + 200 * MS, "offer 2".into()), (T0 + 300 * MS, "stop".into())],
         snapshots: Vec::new(),
+        forgeries: Vec::new(),
         failures: Vec::new(),
         call,
         echo: Vec::new(),
@@ -159,4 +160,88 @@ fn goal_tcp_and_timeline() {
     for part in ["timeline", "switch-overs", "#150", "goal (zero loss", "NOT met"] {
         assert!(text.contains(part), "{part} missing from\n{text}");
     }
+}
+
+/// FIG. 1b on made-up data: 500 probes at 1 ms, the TN has 0..=104, 205..=304 and 405..,
+/// the Target 105..=204 and 305..=404; every probe answered by its device.
+fn same_subnet_run(acked_at_the_end: u64, forged_state: &str) -> CallData {
+    let mut d = run();
+    let owner = |q: u64| if (105..=204).contains(&q) || (305..=404).contains(&q) { 1 } else { 0 };
+    let mut arrivals = vec![Vec::new(), Vec::new()];
+    for q in 0..500 {
+        arrivals[owner(q)].push(arrival(q, 200));
+    }
+    d.replies = (0..500).map(|q| Reply { seq: q, sent_us: due(q), recv_us: due(q) + 500, tag: owner(q) as u32 }).collect();
+    d.arrivals = arrivals;
+    d.call.sent = 500;
+    d.setup.itinerary = crate::lab::call_plan::Itinerary::same_subnet();
+    d.devices = vec![("TN".into(), "mn".into(), Ipv4Addr::new(198, 18, 0, 10)), ("Target".into(), "tgt".into(), Ipv4Addr::new(198, 18, 0, 20))];
+    let names: Vec<String> = d.setup.itinerary.phases.iter().map(|p| p.name.clone()).collect();
+    d.phases = (0..5u64)
+        .map(|k| {
+            let mut p = phase(&names[k as usize], [0, 1, 0, 1, 0][k as usize], k * 100, k * 100 + 5, k * 100 + 99);
+            if k == 0 {
+                p.ready_us = p.start_us;
+            }
+            p
+        })
+        .collect();
+    d.events = (0..5).map(|k| (T0 + k * 100 * MS, names[k as usize].clone())).collect();
+    let tn = ["home", "transferred", "home", "transferred", "home"];
+    let tg = ["idle", "holding", "ended", "holding", "ended"];
+    let woken = [0, 0, 1, 1, 2];
+    d.snapshots = (0..5)
+        .map(|k| {
+            let acked = if k == 4 { acked_at_the_end } else { woken[k] };
+            let status = |tn_state: &str, tg_state: &str, garp: u64, direct: u64| {
+                serde_json::json!({
+                    "transferring_node": null,
+                    "target": { "state": "idle" },
+                    "same_subnet": {
+                        "tn": { "state": tn_state, "wake_ups_accepted": woken[k] },
+                        "target": { "state": tg_state, "wake_ups_sent": woken[k], "wake_ups_acknowledged": acked },
+                    },
+                    "data": { "gratuitous_arps": garp, "direct_out_packets": direct },
+                })
+            };
+            let devices = vec![
+                DeviceCounters::from_status("TN", "mn", &status(tn[k], "idle", 3 * woken[k], 0)),
+                DeviceCounters::from_status("Target", "tgt", &status("home", tg[k], 3 * (k as u64).div_ceil(2), 100 * (k as u64).div_ceil(2))),
+            ];
+            Snapshot { phase: names[k].clone(), at_us: T0 + (k as u64 * 100 + 99) * MS, devices, agent: None }
+        })
+        .collect();
+    d.forgeries = vec![Forgery {
+        phase: names[1].clone(),
+        from: "cn".into(),
+        sent_to: vec!["198.18.0.20".into(), "198.18.0.10".into()],
+        discarded_before: 0,
+        discarded_after: 2,
+        target_state_after: forged_state.into(),
+        wake_ups_sent_before: 0,
+        wake_ups_sent_after: 0,
+        tn_state_after: "transferred".into(),
+    }];
+    d.tcp_progress = vec![(T0 + 50 * MS, 50), (T0 + 250 * MS, 100), (T0 + 450 * MS, 300)];
+    d
+}
+
+#[test]
+fn same_subnet_checks_follow_the_itinerary() {
+    let r = analyze(&same_subnet_run(2, "holding"));
+    assert!(r.passed(), "{r}");
+    assert!(!r.agent && r.phases.len() == 5);
+    for part in ["2. Target handed the address back", "4. Target handed the address back", "a forged stop demand", "3. Target announced"] {
+        assert!(r.checks.iter().any(|c| c.name.contains(part)), "no check {part:?}: {:#?}", r.checks);
+    }
+    // Two home-comings, TCP data after each.
+    let resumed: Vec<u64> = r.tcp.resumed.iter().map(|x| x.bytes_in_phase).collect();
+    assert_eq!(resumed, [50, 200]);
+    assert!(r.to_string().contains("forged stop demands"));
+
+    // A wake-up never acknowledged, a forged demand that moved the session: both caught.
+    let r = analyze(&same_subnet_run(1, "handing-back"));
+    let failed: Vec<&str> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed[0].starts_with("4. Target handed the address back") && failed[1].contains("forged stop demand"), "{failed:#?}");
 }

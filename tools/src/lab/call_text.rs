@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::call_report::{CallReport, Figures, SeqRange, TimelineRow};
+use super::call_report::{AgentView, CallReport, Figures, SeqRange, TimelineRow};
 
 fn opt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1} ms"))
@@ -42,11 +42,46 @@ fn range_line(r: &SeqRange) -> String {
     format!("{which} sent in \"{}\", due {:+.1} ms after \"{}\"{by}", r.phase, r.after_event_ms, r.after_event)
 }
 
+/// The Agent's binding for the session address and its counters.
+fn agent_lines(f: &mut fmt::Formatter<'_>, a: &AgentView) -> fmt::Result {
+    let binding = match a.session() {
+        None => "no binding for 198.18.0.10".to_owned(),
+        Some(b) => format!(
+            "198.18.0.10 -> {}{} tunnelled {} reverse {}",
+            b.care_of_address,
+            b.transfer
+                .as_ref()
+                .map(|t| format!(" (transfer: hops {}, reverse {}, before {:?})", t.hops, t.reverse_path, t.previous_targets))
+                .unwrap_or_default(),
+            b.packets_out,
+            b.packets_in
+        ),
+    };
+    writeln!(f, "  {:<34} Agent     {binding}", "")?;
+    let dropped: Vec<String> = a.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    writeln!(
+        f,
+        "  {:<34}           intercepted {} tunnelled {} reverse {} relayed home {}, dropped [{}]; transfers {} further {} ended {}, wake-ups acknowledged {}/{}",
+        "",
+        a.intercepted,
+        a.tunnelled_packets,
+        a.reverse_packets,
+        a.relayed_home,
+        dropped.join(", "),
+        a.transfers_started,
+        a.further_transfers,
+        a.transfers_ended,
+        a.wake_ups_acknowledged,
+        a.wake_ups_sent
+    )
+}
+
 impl fmt::Display for CallReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "SID call transfer, {}", self.title)?;
         writeln!(
             f,
-            "SID call transfer: {} pps each way (interval {:.1} ms); goal: zero loss, no gap over {:.1} ms",
+            "{} pps each way (interval {:.1} ms); goal: zero loss, no gap over {:.1} ms",
             self.pps, self.interval_ms, self.goal.limit_ms
         )?;
         writeln!(f, "devices: {}", self.devices.join(", "))?;
@@ -146,62 +181,54 @@ impl fmt::Display for CallReport {
             writeln!(f, "  ({} more runs not listed)", self.missing_omitted)?;
         }
 
-        writeln!(f, "\ncounters at the end of each phase (sidctl status; Agent: ha-admin)")?;
+        let agent = if self.agent { "; Agent: ha-admin" } else { "; no Agent" };
+        writeln!(f, "\ncounters at the end of each phase (sidctl status{agent})")?;
         writeln!(
             f,
-            "  {:<34} {:<9} {:<20} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
-            "phase", "device", "state", "tun-in", "direct", "reverse", "rst-supp", "drained", "errors"
+            "  {:<34} {:<9} {:<20} {:>8} {:>8} {:>8} {:>9} {:>5} {:>8} {:>8} {:>8}",
+            "phase", "device", "state", "tun-in", "direct", "reverse", "rst-supp", "garp", "wake-up", "drained", "errors"
         )?;
         for s in &self.counters {
             for (i, d) in s.devices.iter().enumerate() {
-                let state = match &d.tn_state {
-                    Some(tn) => format!("{tn}/{}", d.target_state),
-                    None => d.target_state.clone(),
-                };
+                let x = &d.data;
+                // TN: wake-ups accepted; a Target: its own sent/acknowledged (FIG. 1b).
+                let wake = if i == 0 { d.wake_ups_accepted.to_string() } else { format!("{}/{}", d.wake_ups_acknowledged, d.wake_ups_sent) };
                 writeln!(
                     f,
-                    "  {:<34} {:<9} {:<20} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
+                    "  {:<34} {:<9} {:<20} {:>8} {:>8} {:>8} {:>9} {:>5} {:>8} {:>8} {:>8}",
                     if i == 0 { s.phase.as_str() } else { "" },
                     d.role,
-                    state,
-                    d.tunnel_in_packets,
-                    d.direct_out_packets,
-                    d.reverse_out_packets,
-                    d.suppressed_tcp_resets,
-                    d.drained_at_removal,
-                    d.send_errors + d.tunnel_rejected + d.tun_dropped
+                    d.state(!self.agent),
+                    x.tunnel_in_packets,
+                    x.direct_out_packets,
+                    x.reverse_out_packets,
+                    x.suppressed_tcp_resets,
+                    x.gratuitous_arps,
+                    wake,
+                    x.drained_at_removal + x.tun_drained_at_removal,
+                    x.send_errors + x.tunnel_rejected + x.tun_dropped
                 )?;
             }
-            let a = &s.agent;
-            let binding = match a.session() {
-                None => "no binding for 198.18.0.10".to_owned(),
-                Some(b) => format!(
-                    "198.18.0.10 -> {}{} tunnelled {} reverse {}",
-                    b.care_of_address,
-                    b.transfer
-                        .as_ref()
-                        .map(|t| format!(" (transfer: hops {}, reverse {}, before {:?})", t.hops, t.reverse_path, t.previous_targets))
-                        .unwrap_or_default(),
-                    b.packets_out,
-                    b.packets_in
-                ),
-            };
-            writeln!(f, "  {:<34} Agent     {binding}", "")?;
-            let dropped: Vec<String> = a.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            if let Some(a) = &s.agent {
+                agent_lines(f, a)?;
+            }
+        }
+
+        if !self.forgeries.is_empty() {
+            writeln!(f, "\nforged stop demands (a third host, the session's SPI, a wrong key):")?;
+        }
+        for x in &self.forgeries {
             writeln!(
                 f,
-                "  {:<34}           intercepted {} tunnelled {} reverse {} relayed home {}, dropped [{}]; transfers {} further {} ended {}, wake-ups acknowledged {}/{}",
-                "",
-                a.intercepted,
-                a.tunnelled_packets,
-                a.reverse_packets,
-                a.relayed_home,
-                dropped.join(", "),
-                a.transfers_started,
-                a.further_transfers,
-                a.transfers_ended,
-                a.wake_ups_acknowledged,
-                a.wake_ups_sent
+                "  in \"{}\" from {} to {}: the Target counted {} as unauthenticated, is {}, wake-ups sent {} -> {}; the TN is {}",
+                x.phase,
+                x.from,
+                x.sent_to.join(" and "),
+                x.discarded_after.saturating_sub(x.discarded_before),
+                x.target_state_after,
+                x.wake_ups_sent_before,
+                x.wake_ups_sent_after,
+                x.tn_state_after
             )?;
         }
 
@@ -224,6 +251,11 @@ impl fmt::Display for CallReport {
             t.bytes_after_home,
             opt_ms(t.first_data_after_home_ms)
         )?;
+        if t.resumed.len() > 1 {
+            let each: Vec<String> =
+                t.resumed.iter().map(|r| format!("\"{}\": first data {}, {} B in the phase", r.phase, opt_ms(r.first_data_ms), r.bytes_in_phase)).collect();
+            writeln!(f, "  after each home-coming: {}", each.join("; "))?;
+        }
         let c = &self.call_app;
         writeln!(
             f,

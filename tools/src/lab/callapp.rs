@@ -25,7 +25,7 @@ use nix::sys::time::TimeSpec;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Socket, Type};
 
-use super::traffic::{now_us, Arrival, Probe, PROBE_LEN};
+use super::traffic::{now_us, send_paced, Arrival, Pacing, Probe};
 
 /// How long a blocked receive waits before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -188,11 +188,8 @@ pub fn echo(sock: &UdpSocket, tag: u32, capacity: usize, log: Option<&Path>, sto
 pub struct CallPlan {
     /// The session address and port.
     pub to: SocketAddrV4,
-    pub interval_ns: u64,
-    /// Probes to send (numbered 0 to total-1).
-    pub total: u64,
-    /// Datagram payload bytes (at least the probe header).
-    pub size: usize,
+    /// The probes (the echo puts its own tag into their `flow` field).
+    pub pacing: Pacing,
     /// How long answers are awaited after the last send.
     pub linger: Duration,
 }
@@ -201,13 +198,12 @@ pub struct CallPlan {
 /// on a second thread until `plan.linger` after the last send (or after `stop`). Answers go
 /// to `log` as `seq,sent_us,recv_us,tag` lines.
 pub fn call(sock: &UdpSocket, plan: CallPlan, log: Option<&Path>, stop: &AtomicBool) -> std::io::Result<CallAppReport> {
-    let CallPlan { to, interval_ns, total, size, linger } = plan;
+    let CallPlan { to, pacing, linger } = plan;
+    let (interval_ns, total) = (pacing.interval_ns, pacing.total);
     let rx = sock.try_clone()?;
     let done = AtomicBool::new(false);
     let capacity = usize::try_from(total.saturating_add(total / 4).saturating_add(1024)).unwrap_or(1 << 24).min(1 << 24);
-    let start = Instant::now();
-    let start_us = now_us();
-    let (sent, send_errors, max_late, received) = std::thread::scope(|s| {
+    let (paced, received) = std::thread::scope(|s| {
         let receiver = s.spawn(|| -> std::io::Result<(Vec<Reply>, u64)> {
             let mut replies: Vec<Reply> = Vec::with_capacity(capacity);
             let mut overflow = 0u64;
@@ -231,30 +227,10 @@ pub fn call(sock: &UdpSocket, plan: CallPlan, log: Option<&Path>, stop: &AtomicB
             }
             Ok((replies, overflow))
         });
-        let mut buf = vec![0u8; size.max(PROBE_LEN)];
-        let (mut sent, mut errors, mut max_late) = (0u64, 0u64, Duration::ZERO);
-        for seq in 0..total {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            // Absolute deadlines: a late send does not push the following ones back.
-            let due = start + Duration::from_nanos(interval_ns.saturating_mul(seq));
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            } else {
-                max_late = max_late.max(now - due);
-            }
-            let probe = Probe { flow: 0, seq, sent_us: now_us(), start_us, interval_ns };
-            probe.emit(&mut buf);
-            if sock.send_to(&buf, to).is_err() {
-                errors += 1;
-            }
-            sent += 1;
-        }
+        let paced = send_paced(sock, to, &pacing, stop);
         done.store(true, Ordering::Release);
         let received = receiver.join().unwrap_or_else(|_| Err(std::io::Error::other("receiver thread panicked")));
-        (sent, errors, max_late, received)
+        (paced, received)
     });
     let (replies, log_overflow) = received?;
     if let Some(path) = log {
@@ -264,7 +240,7 @@ pub fn call(sock: &UdpSocket, plan: CallPlan, log: Option<&Path>, stop: &AtomicB
         }
         write_log(path, &text)?;
     }
-    Ok(summarize(&replies, sent, send_errors, start_us, interval_ns, max_late, log_overflow))
+    Ok(summarize(&replies, paced.sent, paced.errors, paced.start_us, interval_ns, paced.max_late, log_overflow))
 }
 
 fn summarize(
@@ -335,7 +311,8 @@ mod tests {
         let (echo_log, call_log) = (dir.path().join("echo.csv"), dir.path().join("call.csv"));
         let (er, cr) = std::thread::scope(|s| {
             let e = s.spawn(|| echo(&echo_sock, 7, 1000, Some(&echo_log), &stop_echo).unwrap());
-            let plan = CallPlan { to: echo_addr, interval_ns: 1_000_000, total: 200, size: 64, linger: Duration::from_millis(200) };
+            let pacing = Pacing { flow: 0, interval_ns: 1_000_000, total: 200, size: 64 };
+            let plan = CallPlan { to: echo_addr, pacing, linger: Duration::from_millis(200) };
             let c = call(&call_sock, plan, Some(&call_log), &stop_call).unwrap();
             stop_echo.store(true, Ordering::Relaxed);
             (e.join().unwrap(), c)

@@ -225,17 +225,36 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "SID: a two-way call (1,000 pps each way) while its session moves TN -> Target 1 (foreign 1, direct return) -> Target 2 (foreign 2, further transfer, return reverse-tunnelled) -> TN (Target 2 ends it, the Agent wakes the TN); a second correspondent's TCP connection with the TN survives; timeline, per-phase loss and gaps, verdict. --duration: each phase's hold",
         topology: super::call::topology,
         run: super::call::call_scenario,
-        // A modest left-behind TCP stream: it must not crowd the call when it resumes.
-        defaults: ScenarioOptions {
-            duration: Duration::from_secs(3),
-            pps: 1000,
-            tcp_rate: 20_000,
-        },
+        defaults: CALL_OPTIONS,
+    },
+    Scenario {
+        name: "call-transfer-local",
+        about: "SID, same subnet (patent FIG. 1b, no Agent; also `call-transfer --same-subnet`): the same call while its session moves TN -> a Target on the TN's own LAN (takes the address over by ARP) -> TN (the TN's stop-transfer demand) -> the Target again -> TN (the Target ends it and wakes the TN); a forged stop demand from cn changes nothing; the TCP connection survives; the same report. --duration: each phase's hold",
+        topology: super::call::same_subnet_topology,
+        run: super::call::same_subnet_scenario,
+        defaults: CALL_OPTIONS,
     },
 ];
 
+/// The call transfers' options: a modest left-behind TCP stream, which must not crowd the
+/// call when it resumes.
+const CALL_OPTIONS: ScenarioOptions = ScenarioOptions {
+    duration: Duration::from_secs(3),
+    pps: 1000,
+    tcp_rate: 20_000,
+};
+
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// The same-subnet (patent FIG. 1b) variant of a scenario, if it has one
+/// (`sid-lab run NAME --same-subnet`).
+pub fn same_subnet_variant(name: &str) -> Option<&'static Scenario> {
+    match name {
+        "call-transfer" | "call-transfer-local" => find("call-transfer-local"),
+        _ => None,
+    }
 }
 
 /// Brings up the scenario's lab, runs it, tears the lab down. An error inside the scenario

@@ -4,7 +4,9 @@
 //! All timestamps are microseconds of the wall clock (`SystemTime`): every namespace shares the
 //! machine's clock, so sender, receiver and the scenario (which records move times) agree.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::{SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +77,61 @@ impl Probe {
         let offset_ns = u128::from(seq) * u128::from(interval_ns);
         start_us.saturating_add(u64::try_from(offset_ns / 1000).unwrap_or(u64::MAX))
     }
+}
+
+/// A steady stream of probes (`sid-traffic udp-send`, the call's side of `udp-call`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Put into every probe's `flow` field.
+    pub flow: u32,
+    pub interval_ns: u64,
+    /// Probes to send, numbered 0 to total-1.
+    pub total: u64,
+    /// Datagram payload bytes (at least the probe header).
+    pub size: usize,
+}
+
+/// What a paced stream did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paced {
+    /// When the first probe was due (monotonic and wall clock).
+    pub start: Instant,
+    pub start_us: u64,
+    pub sent: u64,
+    /// Sends that failed (counted; the stream went on).
+    pub errors: u64,
+    /// Worst lateness of a send against its due time.
+    pub max_late: Duration,
+}
+
+/// Sends the probes of `pacing` from `sock` to `to`, each at its due time, start + seq *
+/// interval on the monotonic clock (absolute deadlines: a late send does not push the
+/// following ones back), until all are sent or `stop` is set. A failed send (unreachable
+/// while a node moves is expected) is counted and the stream goes on.
+pub fn send_paced(sock: &UdpSocket, to: SocketAddrV4, pacing: &Pacing, stop: &AtomicBool) -> Paced {
+    let Pacing { flow, interval_ns, total, size } = *pacing;
+    let mut buf = vec![0u8; size.max(PROBE_LEN)];
+    let start = Instant::now();
+    let start_us = now_us();
+    let (mut sent, mut errors, mut max_late) = (0u64, 0u64, Duration::ZERO);
+    for seq in 0..total {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = start + Duration::from_nanos(interval_ns.saturating_mul(seq));
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        } else {
+            max_late = max_late.max(now - due);
+        }
+        Probe { flow, seq, sent_us: now_us(), start_us, interval_ns }.emit(&mut buf);
+        if sock.send_to(&buf, to).is_err() {
+            errors += 1;
+        }
+        sent += 1;
+    }
+    Paced { start, start_us, sent, errors, max_late }
 }
 
 /// One received probe.

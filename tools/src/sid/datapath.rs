@@ -13,7 +13,7 @@
 use std::net::Ipv4Addr;
 
 use mip_core::dataplane::ipv4::{self, PROTO_ICMP, PROTO_TCP};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// TCP header byte holding the flags, and the RST bit.
 const TCP_FLAGS: usize = 13;
@@ -43,8 +43,10 @@ pub fn suppress(packet: &[u8], tn: Ipv4Addr) -> Option<Suppressed> {
     }
 }
 
-/// Counters of the Target's data plane, in `status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Counters of the Target's data plane, in `status`. Reads back from that JSON; a counter
+/// an older `status` lacks reads as 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SidDataStats {
     pub tunnel_in_packets: u64,
     pub tunnel_in_bytes: u64,

@@ -28,6 +28,9 @@ use mip_core::wire::{
 };
 use mip_ha::control::{BindingInfo, ControlOk, ControlRequest, ControlResponse, StatsReport};
 
+/// Root, the daemons and the machine to itself: what the lab tests need first.
+pub mod lab;
+
 /// The home agent's address as mip-mn puts it in requests: the address it sends to.
 pub const HA: Ipv4Addr = Ipv4Addr::LOCALHOST;
 pub const HOME1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);

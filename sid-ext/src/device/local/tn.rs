@@ -5,20 +5,17 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use mip_core::auth::{verify_authenticator, SecurityAssociation};
-use mip_core::replay::{self, ReplayVerdict};
+use mip_core::auth::SecurityAssociation;
+use mip_core::replay;
 use mip_core::time::Time;
-use mip_core::wire::notification::{
-    GenericNotificationAckRepr, NotificationDirection, ACK_CODE_SUCCESS, NOTIFICATION_TYPE,
-};
+use mip_core::wire::notification::NOTIFICATION_TYPE;
 use mip_core::wire::{message_type, RegistrationFlags, REPLY_TYPE};
-use mip_core::{Transmit, REGISTRATION_PORT};
+use mip_core::Transmit;
 
-use super::super::exchange::{Exchange, Outcome, RequestSpec};
+use super::super::exchange::{Exchange, Outcome, RequestSpec, WakeUpCheck};
 use super::super::{DeviceError, DeviceStats, LinkAddress, RequestFailure, Timers};
 use super::{local_association, Announcer, DEFAULT_ANNOUNCE_AFTER};
 use crate::crypto::SessionKey;
-use crate::wire::wake_up::{build_wake_up_ack, parse_wake_up};
 use crate::wire::{SidExtensions, StopReason, WakeUpReason};
 
 /// The TN's standing configuration for same-subnet transfers.
@@ -229,17 +226,8 @@ impl LocalTn {
             stop_transfer: Some(reason),
             ..SidExtensions::default()
         };
-        let mut extensions = Vec::new();
-        sid.append_to(self.cfg.org_id, &mut extensions)?;
-        let spec = RequestSpec {
-            flags: RegistrationFlags::default(),
-            lifetime: 0,
-            home_address: self.cfg.address,
-            agent: target,
-            care_of_address: self.cfg.address,
-            extensions,
-            sa: s.sa.clone(),
-        };
+        let c = &self.cfg;
+        let spec = RequestSpec::stop_demand(c.address, target, &sid, c.org_id, s.sa.clone())?;
         self.overdue_at = None;
         self.exchange.start(now, Kind::Stop, spec);
         self.state = LocalTnState::Stopping { target };
@@ -351,47 +339,14 @@ impl LocalTn {
     /// timestamp, acknowledged (type 23, MD 2) to its Home Agent Address; then the address
     /// is taken back unless the TN is home already. Anything else: silence.
     fn wake_up(&mut self, now: Time, payload: &[u8]) {
-        let Ok(w) = parse_wake_up(payload, self.cfg.org_id) else {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        };
-        let n = w.notification;
-        let Some(s) = self.session.as_ref() else {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        };
-        let sa = &s.sa;
-        if n.home_address != self.cfg.address
-            || w.auth.spi != sa.spi
-            || !verify_authenticator(sa.algorithm, &sa.key, w.auth.covered, w.auth.authenticator)
-        {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        }
-        // The Target's clock, as learned from a 133 reply, if any.
-        let target_now = Time::from_micros(
-            now.as_micros()
-                .saturating_add_signed(self.exchange.clock_offset_micros()),
-        );
-        if replay::check_timestamp(n.identification, target_now, self.cfg.wake_up_window, self.last_wake_up)
-            != ReplayVerdict::Fresh
-        {
-            self.exchange.stats.wake_ups_discarded += 1;
-            return;
-        }
-        self.last_wake_up = Some(n.identification);
-        self.exchange.stats.wake_ups_accepted += 1;
-        let ack = GenericNotificationAckRepr::answering(
-            &n,
-            NotificationDirection::MobileNodeToHomeAgent,
-            ACK_CODE_SUCCESS,
-        );
-        let target = s.target;
-        self.exchange.transmits.push_back(Transmit {
-            destination: SocketAddrV4::new(n.home_agent, REGISTRATION_PORT),
-            payload: build_wake_up_ack(&ack, sa),
-        });
+        let c = &self.cfg;
+        let sa = self.session.as_ref().map(|s| &s.sa);
+        let check = WakeUpCheck { org_id: c.org_id, address: c.address, sa, window: c.wake_up_window };
+        let last = &mut self.last_wake_up;
+        let Some(w) = self.exchange.accept_wake_up(now, payload, &check, last) else { return };
         if self.state != LocalTnState::Home {
+            // Accepted: a session is known.
+            let target = self.session.as_ref().map_or(Ipv4Addr::UNSPECIFIED, |s| s.target);
             self.exchange.cancel();
             self.events.push_back(LocalTnEvent::WokenUp { reason: w.reason, target });
             self.take_back(now);
