@@ -332,15 +332,6 @@ pub fn negotiate_and_transfer(lab: &Lab, from: &Device, to: &Device, extra: &[&s
     wait_status(lab, to, "state holding", |s| holds_session(s).then_some(()))
 }
 
-/// True when `v` (a status or binding list) mentions a transfer anywhere.
-pub fn any_transfer(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.iter().any(|(k, x)| (k == "transfer" && !x.is_null()) || any_transfer(x)),
-        Value::Array(a) => a.iter().any(any_transfer),
-        _ => false,
-    }
-}
-
 /// A third party's stop-transfer demand for a same-subnet session (RFC-NOTES, FIG. 1b,
 /// 3.2): from `host` (an address that is neither device), under the session's SPI, which
 /// is visible on the wire, but keyed with a guess, not the session's key. Sent once to

@@ -180,9 +180,9 @@ impl Core {
             return self.process(now);
         }
         let for_tn = match kind {
-            Some(mip_core::wire::notification::NOTIFICATION_TYPE) => true,
+            Some(NOTIFICATION_TYPE) => true,
             // A reply is the TN's when it names the TN's address and the TN waits for one.
-            Some(mip_core::wire::REPLY_TYPE) => self.tn.as_ref().is_some_and(|tn| {
+            Some(REPLY_TYPE) => self.tn.as_ref().is_some_and(|tn| {
                 tn.poll_timeout().is_some() && self.target.session().map(|s| s.tn_address) != Some(tn.config().address)
             }),
             _ => false,
